@@ -1,0 +1,25 @@
+//! Stockroom's domain: products and stock as pure `decide` and `evolve`.
+//!
+//! Architecture invariant: this crate knows nothing of Kafka, sled, tantivy, HTTP or
+//! tokio. It has no I/O, no async and no clock; time and ids come in as arguments.
+//! Its tests run in microseconds.
+
+pub mod context;
+pub mod ids;
+pub mod product;
+pub mod rejection;
+pub mod validation;
+
+#[cfg(any(test, feature = "testsuite"))]
+pub mod testsuite;
+
+#[cfg(test)]
+mod tests;
+
+pub use context::Context;
+pub use ids::{CommandId, Gtin, OrderId, ReservationId, Sku, Timestamp};
+pub use rejection::Rejection;
+pub use validation::{Currency, Quantity, ValidationError};
+
+/// The schema version of the events this code writes. Readers upcast older ones.
+pub const EVENT_SCHEMA_VERSION: u32 = 1;

@@ -1,0 +1,108 @@
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{CommandId, OrderId, ReservationId, Sku, Timestamp};
+
+use super::state::ProductDetails;
+
+/// One fact about one product. `version` is the product's version after this event
+/// (1 for the registration, then +1 each), and `command_id` the command that caused it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProductEvent {
+    pub sku: Sku,
+    pub version: u64,
+    pub command_id: CommandId,
+    /// When the command that caused the event was received.
+    pub at: Timestamp,
+    #[serde(flatten)]
+    pub body: ProductEventBody,
+}
+
+impl ProductEvent {
+    /// The CloudEvents `type` of this event.
+    pub fn event_type(&self) -> &'static str {
+        self.body.event_type()
+    }
+}
+
+/// Why reserved units went back to available stock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReleaseReason {
+    /// A client asked for it.
+    Released,
+    /// Its deadline passed.
+    Expired,
+    /// The order it belonged to was cancelled or rejected.
+    OrderCancelled,
+}
+
+/// Names of detail fields, as recorded in [`ProductEventBody::DetailsUpdated::changed`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DetailField {
+    Name,
+    Description,
+    Brand,
+    Category,
+    Gtin,
+    Price,
+    Attributes,
+}
+
+/// Current (schema version [`crate::EVENT_SCHEMA_VERSION`]) event bodies.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data")]
+pub enum ProductEventBody {
+    ProductRegistered {
+        details: ProductDetails,
+        initial_stock: u64,
+    },
+    /// Carries the full details after the change, so a reader needs no earlier state.
+    DetailsUpdated {
+        details: ProductDetails,
+        changed: Vec<DetailField>,
+    },
+    ProductDiscontinued,
+    StockReceived {
+        quantity: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reference: Option<String>,
+    },
+    StockAdjusted {
+        delta: i64,
+        reason: String,
+    },
+    StockReserved {
+        reservation_id: ReservationId,
+        quantity: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expires_at: Option<Timestamp>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        order_id: Option<OrderId>,
+    },
+    /// The reserved units shipped: on hand and reserved both drop.
+    ReservationConfirmed {
+        reservation_id: ReservationId,
+        quantity: u64,
+    },
+    ReservationReleased {
+        reservation_id: ReservationId,
+        quantity: u64,
+        reason: ReleaseReason,
+    },
+}
+
+impl ProductEventBody {
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            ProductEventBody::ProductRegistered { .. } => "stockroom.product.registered",
+            ProductEventBody::DetailsUpdated { .. } => "stockroom.product.details-updated",
+            ProductEventBody::ProductDiscontinued => "stockroom.product.discontinued",
+            ProductEventBody::StockReceived { .. } => "stockroom.product.stock-received",
+            ProductEventBody::StockAdjusted { .. } => "stockroom.product.stock-adjusted",
+            ProductEventBody::StockReserved { .. } => "stockroom.product.stock-reserved",
+            ProductEventBody::ReservationConfirmed { .. } => "stockroom.product.reservation-confirmed",
+            ProductEventBody::ReservationReleased { .. } => "stockroom.product.reservation-released",
+        }
+    }
+}

@@ -1,0 +1,3 @@
+mod product_model;
+mod product_scenarios;
+mod serde_roundtrip;
