@@ -1,1 +1,27 @@
-//! placeholder
+//! Stockroom's event log: topics, the record envelope, Kafka's partitioner, the
+//! writer-fencing rules, and the `EventLog` with its backends.
+//!
+//! Architecture invariant: only this crate knows whether the log is embedded (sled)
+//! or Kafka. `command` and `query` see one [`EventLog`].
+
+pub mod dlq;
+pub mod embedded;
+pub mod envelope;
+pub mod error;
+pub mod events;
+pub mod fence;
+pub mod ids;
+mod log;
+pub mod partitioner;
+pub mod record;
+pub mod time;
+pub mod topic;
+
+pub use embedded::EmbeddedLog;
+pub use envelope::Envelope;
+pub use error::LogError;
+pub use fence::{Admission, FENCE_EVENT_TYPE, FenceTracker, Writer, fence_record};
+pub use ids::{MIN_POSITION_HEADER, Offset, POSITION_HEADER, Partition, Position, PositionParseError};
+pub use log::{EventLog, LogReader};
+pub use record::{Headers, Record, StoredRecord};
+pub use topic::{Topic, TopicLayout, TopicNames};

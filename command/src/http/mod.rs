@@ -1,0 +1,107 @@
+//! The command HTTP API: the write half of API.md. Handlers parse and validate the
+//! request, turn it into a command for the partition that owns its product, and
+//! answer with the outcome the processor publishes.
+
+mod extract;
+mod problem;
+mod products;
+mod send;
+
+pub use extract::{JsonBody, MAX_BODY_BYTES, parse_json};
+pub use problem::{PROBLEM_TYPE_BASE, Problem};
+pub use send::CommandApi;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, patch, post};
+use serde::Serialize;
+use stockroom_domain::CommandId;
+use utoipa::OpenApi;
+
+use crate::protocol::Outcome;
+
+/// The command API's routes. Every body is limited to [`MAX_BODY_BYTES`].
+pub fn router(api: CommandApi) -> Router {
+    Router::new()
+        .route("/products", post(products::register))
+        .route("/products/{sku}", patch(products::update).delete(products::discontinue))
+        .route("/products/{sku}/stock/receipts", post(products::receive))
+        .route("/products/{sku}/stock/adjustments", post(products::adjust))
+        .route("/products/{sku}/reservations", post(products::reserve))
+        .route("/products/{sku}/reservations/{id}/confirm", post(products::confirm))
+        .route("/products/{sku}/reservations/{id}/release", post(products::release))
+        .route("/commands/{id}", get(command_status))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(api)
+}
+
+/// `GET /commands/{id}`: a command's outcome, as remembered by this node.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct CommandStatus {
+    pub command_id: String,
+    /// `accepted`, `rejected`, `conflict`, `failed` or `unavailable`
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub position: Option<String>,
+    /// Why it was not accepted, as the write itself would have answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<Problem>,
+}
+
+#[utoipa::path(get, path = "/commands/{id}", tag = "commands", params(("id" = String, Path)),
+    responses((status = 200, body = CommandStatus), (status = 404, description = "unknown to this node", body = Problem)))]
+async fn command_status(State(api): State<CommandApi>, Path(id): Path<String>) -> Response {
+    let not_found = || {
+        Problem::new(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            "no outcome is known for this command on this node; retry the write with its Idempotency-Key to learn it",
+        )
+        .into_response()
+    };
+    let Ok(id) = CommandId::parse(id) else {
+        return not_found();
+    };
+    let Some(outcome) = api.client.outcome(&id) else {
+        return not_found();
+    };
+    let mut status =
+        CommandStatus { command_id: id.to_string(), status: "accepted", version: None, position: None, problem: None };
+    match outcome {
+        Outcome::Accepted { version, position } => {
+            status.version = Some(version);
+            status.position = Some(position);
+        }
+        Outcome::Rejected { rejection } => {
+            status.status = "rejected";
+            status.problem = Some(Problem::from_rejection(&rejection));
+        }
+        Outcome::IdempotencyConflict => status.status = "conflict",
+        Outcome::Failed { reason } => {
+            status.status = "failed";
+            status.problem = Some(Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", reason));
+        }
+        Outcome::Unavailable { reason } => {
+            status.status = "unavailable";
+            status.problem = Some(Problem::unavailable(reason));
+        }
+    }
+    axum::Json(status).into_response()
+}
+
+/// The OpenAPI description of the command API.
+#[derive(OpenApi)]
+#[openapi(
+    paths(products::register, products::update, products::discontinue, products::receive, products::adjust,
+        products::reserve, products::confirm, products::release, command_status),
+    components(schemas(Problem, send::Accepted, send::PendingCommand, CommandStatus, products::RegisterBody,
+        products::PatchBody, products::ReceiptBody, products::AdjustmentBody, products::ReservationBody)),
+    tags((name = "products", description = "register, update and discontinue products"),
+        (name = "stock", description = "receipts, adjustments and reservations"),
+        (name = "commands", description = "outcomes of writes answered 202"))
+)]
+pub struct CommandApiDoc;

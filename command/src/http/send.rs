@@ -1,0 +1,182 @@
+//! From a parsed request to an HTTP answer: build the command, send it, map the outcome.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use stockroom_domain::{CommandId, Timestamp};
+use stockroom_topics::{POSITION_HEADER, time};
+use tracing::warn;
+
+use super::problem::Problem;
+use crate::client::{CommandClient, Submitted};
+use crate::protocol::{CommandRecord, Outcome, Target};
+
+/// What the HTTP handlers share.
+#[derive(Clone)]
+pub struct CommandApi {
+    pub client: CommandClient,
+    /// How long a write waits for its outcome before answering 202.
+    pub write_timeout: Duration,
+}
+
+/// The request around a command.
+pub struct Request<'a> {
+    /// Method and route, e.g. `POST /products/{sku}/reservations`: part of the fingerprint.
+    pub route: &'a str,
+    pub idempotency_key: Option<String>,
+    pub expected_version: Option<u64>,
+    pub headers: &'a HeaderMap,
+}
+
+/// How a success is answered.
+pub struct Success {
+    pub status: StatusCode,
+    pub location: Option<String>,
+    /// Extra members of the success body (e.g. `reservation_id`).
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Success {
+    pub fn ok() -> Success {
+        Success { status: StatusCode::OK, location: None, extra: Default::default() }
+    }
+
+    pub fn created(location: String) -> Success {
+        Success { status: StatusCode::CREATED, location: Some(location), extra: Default::default() }
+    }
+
+    pub fn with(mut self, key: &str, value: impl Into<serde_json::Value>) -> Success {
+        self.extra.insert(key.to_owned(), value.into());
+        self
+    }
+}
+
+/// The body of an accepted write.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Accepted {
+    pub command_id: String,
+    /// The product's version after the write (also the `ETag`).
+    pub version: u64,
+    /// Read-your-writes token (also the `Stockroom-Position` header): pass it to a
+    /// read as `Stockroom-Min-Position`.
+    pub position: String,
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The body of a write answered before its outcome was known.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct PendingCommand {
+    pub command_id: String,
+    /// Always `pending`.
+    pub status: &'static str,
+}
+
+impl CommandApi {
+    pub async fn send(&self, target: Target, request: Request<'_>, success: Success) -> Response {
+        let id = match command_id(&target, request.idempotency_key.as_deref()) {
+            Ok(id) => id,
+            Err(p) => return p.into_response(),
+        };
+        let fingerprint = fingerprint(request.route, &target, request.expected_version);
+        let correlation_id = request
+            .headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| v.len() <= 128)
+            .map(str::to_owned)
+            .or_else(|| Some(id.to_string()));
+        let cmd = CommandRecord {
+            id: id.clone(),
+            at: Timestamp(time::now_ms()),
+            expected_version: request.expected_version,
+            fingerprint,
+            reply_to: Some(self.client.reply_to().to_owned()),
+            target,
+        };
+        match self.client.submit(cmd, correlation_id, self.write_timeout).await {
+            Ok(Submitted::Done(outcome)) => respond(&id, outcome, success),
+            Ok(Submitted::Pending) => pending(&id),
+            Err(e) => {
+                warn!(error = %e, command_id = %id, "could not send command");
+                Problem::unavailable("the event log is not reachable; retry with the same Idempotency-Key")
+                    .into_response()
+            }
+        }
+    }
+}
+
+/// A command's id: from the idempotency key when there is one (scoped to the
+/// aggregate the request writes, so a key is a promise about one product), random
+/// otherwise.
+fn command_id(target: &Target, key: Option<&str>) -> Result<CommandId, Problem> {
+    let raw = match key {
+        Some(key) => format!("k-{}", digest(&[target.key().as_bytes(), key.as_bytes()])),
+        None => format!("c-{}", uuid::Uuid::new_v4().simple()),
+    };
+    CommandId::parse(raw).map_err(|e| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))
+}
+
+/// What makes two requests "the same request" for an idempotency key.
+fn fingerprint(route: &str, target: &Target, expected_version: Option<u64>) -> String {
+    let body = serde_json::to_vec(target).unwrap_or_default();
+    let version = expected_version.map(|v| v.to_string()).unwrap_or_default();
+    digest(&[route.as_bytes(), &body, version.as_bytes()])
+}
+
+/// 128 bits of SHA-256 over the parts (separated so that parts cannot run into each other), in hex.
+fn digest(parts: &[&[u8]]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_be_bytes());
+        h.update(p);
+    }
+    h.finalize()[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Maps an outcome to the HTTP answer.
+pub fn respond(id: &CommandId, outcome: Outcome, success: Success) -> Response {
+    match outcome {
+        Outcome::Accepted { version, position } => {
+            let body =
+                Accepted { command_id: id.to_string(), version, position: position.clone(), extra: success.extra };
+            let mut response = (success.status, Json(body)).into_response();
+            let headers = response.headers_mut();
+            if let Ok(v) = HeaderValue::from_str(&format!("\"{version}\"")) {
+                headers.insert(header::ETAG, v);
+            }
+            if let Ok(v) = HeaderValue::from_str(&position) {
+                headers.insert(POSITION_HEADER, v);
+            }
+            if let Some(loc) = success.location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+                headers.insert(header::LOCATION, loc);
+            }
+            response
+        }
+        Outcome::Rejected { rejection } => Problem::from_rejection(&rejection).into_response(),
+        Outcome::IdempotencyConflict => Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency-key-reused",
+            "this Idempotency-Key was used before with a different request",
+        )
+        .into_response(),
+        Outcome::Failed { reason } => {
+            Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", reason).into_response()
+        }
+        Outcome::Unavailable { reason } => Problem::unavailable(reason).into_response(),
+    }
+}
+
+fn pending(id: &CommandId) -> Response {
+    let mut response =
+        (StatusCode::ACCEPTED, Json(PendingCommand { command_id: id.to_string(), status: "pending" })).into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("/commands/{id}")) {
+        response.headers_mut().insert(header::LOCATION, v);
+    }
+    response
+}

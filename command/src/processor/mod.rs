@@ -1,0 +1,181 @@
+//! The command processor: one task per owned partition of `commands`, each the only
+//! writer of the same partition of `events`.
+//!
+//! # The protocol, and what a crash at each step does
+//!
+//! For its partition `p` a worker:
+//!
+//! 1. **Catches up.** Its sled store remembers the next `events` offset it has to
+//!    fold. It folds `events[p]` from there to the end: events appended just before
+//!    a crash (acknowledged or not) reach the store now. *Crash here:* nothing was
+//!    decided; the next start folds again from the stored offset.
+//! 2. **Fences.** It appends `PartitionClaimed{owner, epoch = latest + 1}` to
+//!    `events[p]` and folds through it. If a newer fence stands after its own, another
+//!    node owns the partition and the worker stops. From now on every reader ignores
+//!    records of older writers — a zombie (a paused node that wakes up after its
+//!    partition moved) can append, but nobody folds what it wrote. This holds on any
+//!    Kafka-API broker, without broker transactions.
+//! 3. **Decides** a batch of commands. A command whose id the store already knows is
+//!    answered with its recorded outcome and never applied twice. Others go through
+//!    the domain's pure `decide`, against the state plus the batch's earlier
+//!    decisions.
+//! 4. **Appends** all events of the batch in one append (one flush for many
+//!    commands: group commit), each stamped with the worker's fence, its command id
+//!    and the request fingerprint. *Crash here:* the events may or may not be in the
+//!    log; the client saw no success. Step 1 of the next owner folds whatever landed,
+//!    and a retry with the same command id is answered from it.
+//! 5. **Reads back and applies.** It folds its partition of `events` up to its last
+//!    offset — the log, not its own memory, is what it applies — together with the
+//!    new offsets and the outcomes of rejected commands, in one atomic sled batch.
+//!    A command counts as accepted only if its events were folded: behind no newer
+//!    fence, at the product's version + 1. *Crash here:* the store loses at most its
+//!    unflushed batches and folds them again.
+//! 6. **Answers** on `results`; the API node holding the HTTP request replies.
+//!    *Crash here:* the client times out and retries with its idempotency key; the
+//!    retry finds the command applied and gets the original answer.
+//!
+//! An append whose outcome is unknown (an error or timeout) is not reported as a
+//! failure of the command: the worker folds the partition's tail and answers every
+//! command of the batch from what is there; commands not found get a retryable
+//! "unavailable" answer.
+
+mod batch;
+mod fold;
+mod health;
+mod worker;
+
+pub use health::{PartitionState, ProcessorHealth};
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use stockroom_topics::{EventLog, LogError, Partition, Writer};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::protocol::ProtocolError;
+use crate::store::{StateStore, StoreError};
+
+#[derive(Clone, Debug)]
+pub struct ProcessorConfig {
+    /// This node's name; the writer identity adds a per-start random suffix.
+    pub node_id: String,
+    /// The most commands decided (and appended) together.
+    pub max_batch: usize,
+    /// How often due reservations are looked for.
+    pub expiry_interval: Duration,
+    /// How long a command id (and idempotency key) is remembered.
+    pub idempotency_window: Duration,
+    /// How long catching up may wait for the log before the worker gives up and restarts.
+    pub catch_up_timeout: Duration,
+}
+
+impl Default for ProcessorConfig {
+    fn default() -> Self {
+        Self {
+            node_id: "stockroom".to_owned(),
+            max_batch: 1024,
+            expiry_interval: Duration::from_secs(1),
+            idempotency_window: Duration::from_secs(24 * 3600),
+            catch_up_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessorError {
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+    #[error(transparent)]
+    Codec(#[from] stockroom_topics::events::CodecError),
+    #[error("partition {partition} is now owned by {by:?}")]
+    Fenced { partition: u32, by: Option<Writer> },
+    #[error("internal error: {0}")]
+    Internal(String),
+    #[error("partition {partition}: the log did not deliver offsets up to {end} within the catch-up timeout")]
+    CatchUpTimeout { partition: u32, end: u64 },
+}
+
+/// What every partition worker of this node shares.
+pub(crate) struct Shared {
+    pub log: EventLog,
+    pub store: StateStore,
+    pub config: ProcessorConfig,
+    /// This start's writer name: node id plus a random suffix, so that a restarted
+    /// node is a different writer from its previous life.
+    pub owner: String,
+    /// CloudEvents `source` of what this node writes.
+    pub source: String,
+    pub health: Arc<ProcessorHealth>,
+}
+
+/// The command processor of one node.
+#[derive(Clone)]
+pub struct Processor {
+    shared: Arc<Shared>,
+}
+
+impl Processor {
+    pub fn new(log: EventLog, store: StateStore, config: ProcessorConfig) -> Processor {
+        let owner = format!("{}-{}", config.node_id, uuid::Uuid::new_v4().simple());
+        let source = format!("/stockroom/{}/processor", config.node_id);
+        let shared = Shared { log, store, config, owner, source, health: Arc::new(ProcessorHealth::default()) };
+        Processor { shared: Arc::new(shared) }
+    }
+
+    pub fn health(&self) -> Arc<ProcessorHealth> {
+        self.shared.health.clone()
+    }
+
+    /// Starts a worker for each partition on `tracker`. A worker that fails (the log
+    /// is unreachable, it was fenced) restarts after a backoff until `cancel` fires.
+    pub fn spawn(
+        &self,
+        partitions: impl IntoIterator<Item = Partition>,
+        tracker: &TaskTracker,
+        cancel: CancellationToken,
+    ) {
+        for partition in partitions {
+            let shared = self.shared.clone();
+            let cancel = cancel.clone();
+            tracker.spawn(async move { supervise(shared, partition, cancel).await });
+        }
+    }
+}
+
+async fn supervise(shared: Arc<Shared>, partition: Partition, cancel: CancellationToken) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        shared.health.set(partition, PartitionState::CatchingUp);
+        let result = tokio::select! {
+            _ = cancel.cancelled() => break,
+            r = worker::Worker::start(shared.clone(), partition) => r,
+        };
+        let result = match result {
+            Ok(w) => {
+                info!(partition = partition.0, owner = %shared.owner, "partition claimed; serving");
+                backoff = Duration::from_millis(100);
+                w.run(cancel.clone()).await
+            }
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => break,
+            Err(e) => {
+                warn!(partition = partition.0, error = %e, backoff_ms = backoff.as_millis() as u64, "partition worker stopped; restarting");
+                shared.health.set(partition, PartitionState::Failed(e.to_string()));
+            }
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+    shared.health.remove(partition);
+}

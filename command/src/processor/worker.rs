@@ -1,0 +1,223 @@
+//! One partition's worker: catch up, fence, then decide → append → fold → answer.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use stockroom_domain::{CommandId, Timestamp};
+use stockroom_topics::{
+    EventLog, LogReader, Offset, Partition, Record, StoredRecord, Topic, Writer, dlq, fence_record, time,
+};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use super::batch::Incoming;
+use super::fold::{Unreadable, fold};
+use super::health::PartitionState;
+use super::{ProcessorError, Shared};
+use crate::protocol::{CommandRecord, OutcomeRecord};
+use crate::store::{AppliedCommand, Meta, PartitionStore};
+
+/// How many log records one fold step takes.
+const FOLD_BATCH: usize = 4096;
+
+pub(crate) struct Worker {
+    pub(super) shared: Arc<Shared>,
+    pub(super) partition: Partition,
+    pub(super) store: PartitionStore,
+    events: LogReader,
+    pub(super) meta: Meta,
+    pub(super) writer: Writer,
+}
+
+impl Worker {
+    /// Steps 1 and 2 of the protocol: catch up, fence, catch up through the fence.
+    pub async fn start(shared: Arc<Shared>, partition: Partition) -> Result<Worker, ProcessorError> {
+        let store = shared.store.partition(partition)?;
+        let meta = store.meta()?;
+        let events = shared.log.reader(Topic::Events, &[(partition, meta.events_next)])?;
+        let mut worker =
+            Worker { writer: Writer { epoch: 0, owner: shared.owner.clone() }, shared, partition, store, events, meta };
+        let end = worker.shared.log.end_offset(Topic::Events, partition).await?;
+        worker.catch_up_to(end, Vec::new(), None).await?;
+
+        worker.writer.epoch = worker.meta.fences.next_epoch(partition);
+        let fence = fence_record(partition, &worker.writer, time::now_ms());
+        let offsets = worker.shared.log.append(Topic::Events, partition, vec![fence]).await?;
+        let end = offsets.last().map_or(end, |o| Offset(o.0 + 1));
+        worker.catch_up_to(end, Vec::new(), None).await?;
+        worker.check_owner()?;
+        Ok(worker)
+    }
+
+    /// Steps 3 to 6, until cancelled or fenced.
+    pub async fn run(mut self, cancel: CancellationToken) -> Result<(), ProcessorError> {
+        let log = self.shared.log.clone();
+        let from = self.commands_start().await?;
+        let mut commands = log.reader(Topic::Commands, &[(self.partition, from)])?;
+        self.shared.health.set(self.partition, PartitionState::Serving);
+        let mut next_sweep = Instant::now();
+        let mut next_purge = Instant::now() + Duration::from_secs(60);
+        loop {
+            let records = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return Ok(()),
+                r = commands.poll(self.shared.config.max_batch, self.shared.config.expiry_interval) => r?,
+            };
+            if !records.is_empty() {
+                let incoming = self.decode_commands(records).await?;
+                self.handle(incoming).await?;
+            }
+            if Instant::now() >= next_sweep {
+                self.expire_due().await?;
+                next_sweep = Instant::now() + self.shared.config.expiry_interval;
+            }
+            if Instant::now() >= next_purge {
+                self.purge_applied()?;
+                next_purge = Instant::now() + Duration::from_secs(60);
+            }
+        }
+    }
+
+    /// Where to resume `commands`. On a durable topic (Kafka) that is after the last
+    /// command this store processed or, from the log, after the last command that
+    /// produced an event — commands after it were all rejected or no-ops, so doing
+    /// them again decides them the same way. The embedded shape keeps commands in
+    /// memory: its offsets restart with the process and the stored ones mean nothing.
+    async fn commands_start(&self) -> Result<Offset, ProcessorError> {
+        let log = &self.shared.log;
+        let start = log.start_offset(Topic::Commands, self.partition).await?;
+        if !log.is_durable(Topic::Commands) {
+            return Ok(start);
+        }
+        let from_log = self.meta.last_command_offset.map_or(Offset(0), |o| Offset(o.0 + 1));
+        Ok(start.max(from_log).max(self.meta.commands_next))
+    }
+
+    /// Folds `events[p]` into the store until `end`, committing `extras` (outcomes
+    /// of commands that appended nothing) and the new commands offset with the last
+    /// step. Every step is one atomic batch.
+    pub(super) async fn catch_up_to(
+        &mut self,
+        end: Offset,
+        extras: Vec<(CommandId, AppliedCommand)>,
+        commands_next: Option<Offset>,
+    ) -> Result<(), ProcessorError> {
+        let deadline = Instant::now() + self.shared.config.catch_up_timeout;
+        let mut extras = Some(extras);
+        loop {
+            let behind = self.meta.events_next < end;
+            if !behind && extras.is_none() {
+                return Ok(());
+            }
+            let records =
+                if behind { self.events.poll(FOLD_BATCH, Duration::from_millis(500)).await? } else { Vec::new() };
+            if behind && records.is_empty() {
+                if Instant::now() > deadline {
+                    return Err(ProcessorError::CatchUpTimeout { partition: self.partition.0, end: end.0 });
+                }
+                continue;
+            }
+            let mut changes = self.store.changes()?;
+            let mut unreadable = Vec::new();
+            fold(&mut changes, &records, &mut unreadable)?;
+            if changes.meta.events_next >= end
+                && let Some(extras) = extras.take()
+            {
+                for (id, applied) in &extras {
+                    changes.record_command(id, applied)?;
+                }
+                if let Some(next) = commands_next {
+                    changes.meta.commands_next = changes.meta.commands_next.max(next);
+                }
+            }
+            self.meta = changes.commit()?;
+            self.dead_letter(Topic::Events, unreadable).await?;
+        }
+    }
+
+    /// Errors with `Fenced` unless this worker's fence is the partition's latest.
+    pub(super) fn check_owner(&self) -> Result<(), ProcessorError> {
+        match self.meta.fences.latest(self.partition) {
+            Some(w) if *w == self.writer => Ok(()),
+            other => Err(ProcessorError::Fenced { partition: self.partition.0, by: other.cloned() }),
+        }
+    }
+
+    pub(super) fn is_owner(&self) -> bool {
+        self.check_owner().is_ok()
+    }
+
+    async fn decode_commands(&self, records: Vec<StoredRecord>) -> Result<Vec<Incoming>, ProcessorError> {
+        let mut incoming = Vec::with_capacity(records.len());
+        let mut unreadable = Vec::new();
+        for record in records {
+            match CommandRecord::from_record(&record) {
+                Ok((env, cmd)) => {
+                    incoming.push(Incoming { offset: Some(record.offset), cmd, correlation_id: env.correlation_id })
+                }
+                Err(e) => unreadable.push(Unreadable { reason: e.to_string(), record }),
+            }
+        }
+        self.dead_letter(Topic::Commands, unreadable).await?;
+        Ok(incoming)
+    }
+
+    /// Issues `ExpireReservations` for products with a reservation past its deadline.
+    /// Time flows in with the command, like every other command's.
+    async fn expire_due(&mut self) -> Result<(), ProcessorError> {
+        let now = Timestamp(time::now_ms());
+        let due = self.store.due_expiries(now, self.shared.config.max_batch)?;
+        if due.is_empty() {
+            return Ok(());
+        }
+        debug!(partition = self.partition.0, products = due.len(), "expiring reservations");
+        let incoming = due.into_iter().map(|sku| Incoming::expiry(sku, now)).collect::<Result<Vec<_>, _>>()?;
+        self.handle(incoming).await
+    }
+
+    fn purge_applied(&self) -> Result<(), ProcessorError> {
+        let window = i64::try_from(self.shared.config.idempotency_window.as_millis()).unwrap_or(i64::MAX);
+        let before = Timestamp(time::now_ms().saturating_sub(window));
+        let removed = self.store.expire_applied(before, 100_000)?;
+        if removed > 0 {
+            debug!(partition = self.partition.0, removed, "forgot command ids past the idempotency window");
+        }
+        Ok(())
+    }
+
+    pub(super) async fn dead_letter(&self, topic: Topic, unreadable: Vec<Unreadable>) -> Result<(), ProcessorError> {
+        if unreadable.is_empty() {
+            return Ok(());
+        }
+        let now = time::now_ms();
+        let records: Vec<Record> = unreadable
+            .iter()
+            .map(|u| {
+                warn!(topic = topic.suffix(), partition = u.record.partition.0, offset = u.record.offset.0, reason = %u.reason, "dead-lettered record");
+                dlq::dead_letter(topic, &u.record, &u.reason, &self.shared.owner, now)
+            })
+            .collect();
+        self.shared.log.append(Topic::Dlq, self.partition, records).await?;
+        Ok(())
+    }
+
+    /// Publishes outcomes on `results`, keyed (and partitioned) by command id.
+    pub(super) async fn answer(&self, outcomes: Vec<OutcomeRecord>) -> Result<(), ProcessorError> {
+        let log = &self.shared.log;
+        let now = time::now_ms();
+        let mut by_partition: std::collections::BTreeMap<Partition, Vec<Record>> = Default::default();
+        for o in outcomes.iter().filter(|o| o.reply_to.is_some()) {
+            let p = log.partition_for_key(Topic::Results, o.command_id.as_str().as_bytes());
+            by_partition.entry(p).or_default().push(o.to_record(&self.shared.source, now)?);
+        }
+        let appends = by_partition.into_iter().map(|(p, records)| log.append(Topic::Results, p, records));
+        for result in futures::future::join_all(appends).await {
+            result?;
+        }
+        Ok(())
+    }
+}
+
+pub(super) fn log_of(w: &Worker) -> &EventLog {
+    &w.shared.log
+}

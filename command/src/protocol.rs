@@ -1,0 +1,154 @@
+//! The records the command side exchanges through the log: commands (on the
+//! `commands` topic, keyed by the product's SKU) and their outcomes (on the `results`
+//! topic, keyed by command id). Both are JSON payloads behind a CloudEvents envelope
+//! in the headers, like every record of Stockroom.
+
+use serde::{Deserialize, Serialize};
+use stockroom_domain::product::ProductCommand;
+use stockroom_domain::{CommandId, Rejection, Sku, Timestamp};
+use stockroom_topics::{Envelope, Record, StoredRecord, envelope};
+
+/// Schema version of the command and outcome payloads below.
+pub const PROTOCOL_SCHEMA_VERSION: u32 = 1;
+
+/// A command on its way to the processor that owns its partition.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandRecord {
+    pub id: CommandId,
+    /// When the API node received the request: the time the domain decides with.
+    pub at: Timestamp,
+    /// `If-Match`: the version the client expects the product to be at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_version: Option<u64>,
+    /// A digest of the request; the same idempotency key with another digest is a conflict.
+    pub fingerprint: String,
+    /// The API node waiting for the outcome, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
+    pub target: Target,
+}
+
+/// What the command is about, which decides its partition.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "aggregate", rename_all = "snake_case")]
+pub enum Target {
+    Product { sku: Sku, command: ProductCommand },
+}
+
+impl Target {
+    /// The partitioning key.
+    pub fn key(&self) -> &str {
+        match self {
+            Target::Product { sku, .. } => sku.as_str(),
+        }
+    }
+
+    pub fn subject(&self) -> String {
+        match self {
+            Target::Product { sku, .. } => format!("products/{sku}"),
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Target::Product { command, .. } => command.kind(),
+        }
+    }
+}
+
+/// How a command ended, as told to the API node that waits for it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Outcome {
+    /// Applied (or found already applied). `position` is the read-your-writes token
+    /// (next offsets per partition). Everything here can be given again to a retry,
+    /// so a retried request gets the very same answer.
+    Accepted {
+        version: u64,
+        position: String,
+    },
+    Rejected {
+        rejection: Rejection,
+    },
+    /// The idempotency key was used before with a different request.
+    IdempotencyConflict,
+    /// The command could not be processed for a reason that is not a business rule
+    /// (e.g. an undecodable record); it went to the dead-letter topic.
+    Failed {
+        reason: String,
+    },
+    /// The log did not take the write (or its fate is unknown and it is not there);
+    /// the client may retry, with the same idempotency key.
+    Unavailable {
+        reason: String,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutcomeRecord {
+    pub command_id: CommandId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
+    pub outcome: Outcome,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProtocolError {
+    #[error("bad envelope: {0}")]
+    Envelope(#[from] envelope::EnvelopeError),
+    #[error("unsupported schema version {0}")]
+    SchemaVersion(u32),
+    #[error("bad payload: {0}")]
+    Payload(#[from] serde_json::Error),
+}
+
+impl CommandRecord {
+    pub fn to_record(&self, source: &str, correlation_id: Option<String>) -> Result<Record, ProtocolError> {
+        let env = Envelope {
+            id: self.id.to_string(),
+            source: source.to_owned(),
+            event_type: format!("stockroom.command.{}", self.target.kind()),
+            time_ms: self.at.millis(),
+            subject: Some(self.target.subject()),
+            schema_version: PROTOCOL_SCHEMA_VERSION,
+            correlation_id,
+            causation_id: None,
+            writer: None,
+        };
+        Ok(envelope::into_record(&env, Some(self.target.key().as_bytes().to_vec()), serde_json::to_vec(self)?))
+    }
+
+    pub fn from_record(record: &StoredRecord) -> Result<(Envelope, CommandRecord), ProtocolError> {
+        decode(record)
+    }
+}
+
+impl OutcomeRecord {
+    pub fn to_record(&self, source: &str, time_ms: i64) -> Result<Record, ProtocolError> {
+        let env = Envelope {
+            id: format!("{}/outcome", self.command_id),
+            source: source.to_owned(),
+            event_type: "stockroom.command.outcome".to_owned(),
+            time_ms,
+            subject: None,
+            schema_version: PROTOCOL_SCHEMA_VERSION,
+            correlation_id: None,
+            causation_id: Some(self.command_id.to_string()),
+            writer: None,
+        };
+        Ok(envelope::into_record(&env, Some(self.command_id.as_str().as_bytes().to_vec()), serde_json::to_vec(self)?))
+    }
+
+    pub fn from_record(record: &StoredRecord) -> Result<OutcomeRecord, ProtocolError> {
+        decode(record).map(|(_, r)| r)
+    }
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(record: &StoredRecord) -> Result<(Envelope, T), ProtocolError> {
+    let env = Envelope::from_headers(&record.record.headers)?;
+    if env.schema_version != PROTOCOL_SCHEMA_VERSION {
+        return Err(ProtocolError::SchemaVersion(env.schema_version));
+    }
+    let value = serde_json::from_slice(&record.record.payload)?;
+    Ok((env, value))
+}

@@ -1,0 +1,121 @@
+//! Reading the embedded log: durable partitions up to their durable end, memory
+//! partitions up to their end, fairly across partitions.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::{PartitionStore, codec, key_offset, offset_key};
+use crate::error::LogError;
+use crate::ids::{Offset, Partition};
+use crate::record::StoredRecord;
+use crate::topic::Topic;
+
+pub struct Reader {
+    topic: Topic,
+    assigned: Vec<(Partition, Offset, PartitionStore)>,
+    signal: watch::Receiver<u64>,
+    /// Where the next fair round starts.
+    turn: usize,
+}
+
+impl Reader {
+    pub(crate) fn new(
+        topic: Topic,
+        assigned: Vec<(Partition, Offset, PartitionStore)>,
+        signal: watch::Receiver<u64>,
+    ) -> Reader {
+        Reader { topic, assigned, signal, turn: 0 }
+    }
+
+    pub async fn poll(&mut self, max: usize, wait: Duration) -> Result<Vec<StoredRecord>, LogError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            // Mark the current generation seen before reading, so an append that
+            // lands after the read wakes the wait below.
+            self.signal.borrow_and_update();
+            let records = self.read_available(max.max(1))?;
+            if !records.is_empty() {
+                return Ok(records);
+            }
+            match tokio::time::timeout_at(deadline, self.signal.changed()).await {
+                Ok(Ok(())) => continue,
+                // Timed out, or the log is gone: nothing more now.
+                _ => return Ok(Vec::new()),
+            }
+        }
+    }
+
+    fn read_available(&mut self, max: usize) -> Result<Vec<StoredRecord>, LogError> {
+        let n = self.assigned.len();
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let share = max.div_ceil(n);
+        let mut out = Vec::new();
+        // Two rounds: a fair share each, then fill what is left.
+        for round in 0..2 {
+            for i in 0..n {
+                let left = max - out.len();
+                if left == 0 {
+                    break;
+                }
+                let idx = (self.turn + i) % n;
+                let cap = if round == 0 { share.min(left) } else { left };
+                self.read_partition(idx, cap, &mut out)?;
+            }
+        }
+        self.turn = (self.turn + 1) % n;
+        Ok(out)
+    }
+
+    fn read_partition(&mut self, idx: usize, cap: usize, out: &mut Vec<StoredRecord>) -> Result<(), LogError> {
+        let topic = self.topic;
+        let (partition, next, store) = &mut self.assigned[idx];
+        let partition = *partition;
+        match store {
+            PartitionStore::Durable(d) => {
+                let end = d.end.load(Ordering::Acquire);
+                if next.0 >= end {
+                    return Ok(());
+                }
+                for item in d.tree.range(offset_key(next.0)..offset_key(end)).take(cap) {
+                    let (k, v) = item?;
+                    let offset = key_offset(&k).ok_or_else(|| LogError::Corrupt {
+                        topic,
+                        partition,
+                        offset: *next,
+                        reason: "bad offset key".into(),
+                    })?;
+                    let record = codec::decode(&v).map_err(|reason| LogError::Corrupt {
+                        topic,
+                        partition,
+                        offset: Offset(offset),
+                        reason,
+                    })?;
+                    out.push(StoredRecord { partition, offset: Offset(offset), record });
+                    *next = Offset(offset + 1);
+                }
+            }
+            PartitionStore::Memory(m) => {
+                let (_, records) = m.read(next.0, cap);
+                for (offset, record) in records {
+                    out.push(StoredRecord { partition, offset: Offset(offset), record });
+                    *next = Offset(offset + 1);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn seek(&mut self, partition: Partition, offset: Offset) {
+        if let Some(a) = self.assigned.iter_mut().find(|(p, _, _)| *p == partition) {
+            a.1 = offset;
+        }
+    }
+
+    pub fn assignment(&self) -> Vec<(Partition, Offset)> {
+        self.assigned.iter().map(|(p, o, _)| (*p, *o)).collect()
+    }
+}

@@ -1,0 +1,119 @@
+//! The codec of the `events` topic: domain events and fence records to and from
+//! log records. The payload is the domain event as JSON; the CloudEvents envelope
+//! and the writer's identity travel in headers, so any Kafka tool can read them.
+
+use stockroom_domain::EVENT_SCHEMA_VERSION;
+use stockroom_domain::product::ProductEvent;
+
+use crate::envelope::{Envelope, EnvelopeError};
+use crate::fence::{FENCE_EVENT_TYPE, Writer};
+use crate::ids::Offset;
+use crate::record::{Record, StoredRecord};
+
+/// Header: digest of the request that caused the event (idempotency-key checks
+/// survive a rebuild of the state store because the log keeps it).
+pub const FINGERPRINT_HEADER: &str = "stockroom-fingerprint";
+/// Header: offset in `commands` of the command that caused the event.
+pub const COMMAND_OFFSET_HEADER: &str = "stockroom-command-offset";
+
+/// What a record of the `events` topic is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LogEntry {
+    /// A processor claimed the partition (see [`crate::fence`]).
+    Fence(Writer),
+    Product(Box<ProductEvent>),
+}
+
+/// Where an event came from, beside the event itself.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Provenance {
+    pub fingerprint: Option<String>,
+    pub command_offset: Option<Offset>,
+    pub correlation_id: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    #[error("bad envelope: {0}")]
+    Envelope(#[from] EnvelopeError),
+    #[error("unknown event type {0:?}")]
+    UnknownType(String),
+    #[error("unsupported schema version {version} for {event_type}")]
+    SchemaVersion { event_type: String, version: u32 },
+    #[error("bad payload: {0}")]
+    Payload(#[from] serde_json::Error),
+    #[error("payload does not match its envelope: {0}")]
+    Mismatch(String),
+}
+
+/// Encodes one product event written by `writer`.
+pub fn encode_product_event(
+    event: &ProductEvent,
+    index: usize,
+    writer: &Writer,
+    source: &str,
+    provenance: &Provenance,
+) -> Result<Record, CodecError> {
+    let env = Envelope {
+        id: event.command_id.event_id(index),
+        source: source.to_owned(),
+        event_type: event.event_type().to_owned(),
+        time_ms: event.at.millis(),
+        subject: Some(format!("products/{}", event.sku)),
+        schema_version: EVENT_SCHEMA_VERSION,
+        correlation_id: provenance.correlation_id.clone(),
+        causation_id: Some(event.command_id.to_string()),
+        writer: Some(writer.clone()),
+    };
+    let mut headers = env.to_headers();
+    if let Some(f) = &provenance.fingerprint {
+        headers.push(FINGERPRINT_HEADER, f.as_bytes().to_vec());
+    }
+    if let Some(o) = provenance.command_offset {
+        headers.push(COMMAND_OFFSET_HEADER, o.0.to_string().into_bytes());
+    }
+    Ok(Record {
+        key: Some(event.sku.as_str().as_bytes().to_vec()),
+        headers,
+        payload: serde_json::to_vec(event)?,
+        timestamp_ms: event.at.millis(),
+    })
+}
+
+/// Decodes the envelope of a record (cheap: headers only).
+pub fn envelope_of(record: &StoredRecord) -> Result<Envelope, CodecError> {
+    Ok(Envelope::from_headers(&record.record.headers)?)
+}
+
+/// Decodes a record whose envelope is already known.
+pub fn decode_entry(env: &Envelope, record: &StoredRecord) -> Result<LogEntry, CodecError> {
+    if env.event_type == FENCE_EVENT_TYPE {
+        let writer = env.writer.clone().ok_or_else(|| CodecError::Mismatch("fence without writer".into()))?;
+        return Ok(LogEntry::Fence(writer));
+    }
+    if env.event_type.starts_with("stockroom.product.") {
+        if env.schema_version != EVENT_SCHEMA_VERSION {
+            return Err(CodecError::SchemaVersion { event_type: env.event_type.clone(), version: env.schema_version });
+        }
+        let event: ProductEvent = serde_json::from_slice(&record.record.payload)?;
+        if event.event_type() != env.event_type {
+            return Err(CodecError::Mismatch(format!(
+                "envelope type {} but payload is {}",
+                env.event_type,
+                event.event_type()
+            )));
+        }
+        return Ok(LogEntry::Product(Box::new(event)));
+    }
+    Err(CodecError::UnknownType(env.event_type.clone()))
+}
+
+/// The provenance headers of a record.
+pub fn provenance_of(env: &Envelope, record: &StoredRecord) -> Provenance {
+    let headers = &record.record.headers;
+    Provenance {
+        fingerprint: headers.get_str(FINGERPRINT_HEADER).map(str::to_owned),
+        command_offset: headers.get_str(COMMAND_OFFSET_HEADER).and_then(|s| s.parse().ok()).map(Offset),
+        correlation_id: env.correlation_id.clone(),
+    }
+}

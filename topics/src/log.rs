@@ -1,0 +1,114 @@
+//! The `EventLog` facade: what `command` and `query` see. Only this crate knows
+//! whether the log is embedded (sled) or Kafka.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::embedded::{self, EmbeddedLog};
+use crate::error::LogError;
+use crate::ids::{Offset, Partition};
+use crate::partitioner::partition_for_key;
+use crate::record::{Record, StoredRecord};
+use crate::topic::{Topic, TopicLayout};
+
+#[derive(Clone)]
+pub enum EventLog {
+    Embedded(Arc<EmbeddedLog>),
+}
+
+impl EventLog {
+    pub fn embedded(log: EmbeddedLog) -> EventLog {
+        EventLog::Embedded(Arc::new(log))
+    }
+
+    pub fn layout(&self) -> &TopicLayout {
+        match self {
+            EventLog::Embedded(l) => l.layout(),
+        }
+    }
+
+    pub fn partitions(&self, topic: Topic) -> u32 {
+        self.layout().partitions(topic)
+    }
+
+    /// The partition of `key` in `topic`: Kafka's default partitioner.
+    pub fn partition_for_key(&self, topic: Topic, key: &[u8]) -> Partition {
+        partition_for_key(key, self.partitions(topic))
+    }
+
+    /// Whether records of `topic` survive a restart of this node.
+    pub fn is_durable(&self, topic: Topic) -> bool {
+        match self {
+            EventLog::Embedded(_) => topic.is_durable_embedded(),
+        }
+    }
+
+    /// Appends `records` to one partition, in order, and returns their offsets — only
+    /// once they are durable. Concurrent appends share flushes (group commit).
+    pub async fn append(
+        &self,
+        topic: Topic,
+        partition: Partition,
+        records: Vec<Record>,
+    ) -> Result<Vec<Offset>, LogError> {
+        match self {
+            EventLog::Embedded(l) => l.append(topic, partition, records).await,
+        }
+    }
+
+    /// The next offset to be written that readers can see (the durable high-watermark).
+    pub async fn end_offset(&self, topic: Topic, partition: Partition) -> Result<Offset, LogError> {
+        match self {
+            EventLog::Embedded(l) => l.end_offset(topic, partition),
+        }
+    }
+
+    /// The earliest offset still held.
+    pub async fn start_offset(&self, topic: Topic, partition: Partition) -> Result<Offset, LogError> {
+        match self {
+            EventLog::Embedded(l) => l.start_offset(topic, partition),
+        }
+    }
+
+    /// A reader of the given partitions from the given next offsets.
+    pub fn reader(&self, topic: Topic, from: &[(Partition, Offset)]) -> Result<LogReader, LogError> {
+        match self {
+            EventLog::Embedded(l) => Ok(LogReader::Embedded(l.reader(topic, from)?)),
+        }
+    }
+
+    /// Graceful shutdown: finish pending appends and flush.
+    pub async fn close(&self) -> Result<(), LogError> {
+        match self {
+            EventLog::Embedded(l) => l.close().await,
+        }
+    }
+}
+
+pub enum LogReader {
+    Embedded(embedded::Reader),
+}
+
+impl LogReader {
+    /// Up to `max` records if any are available (each partition in offset order,
+    /// fair across partitions); otherwise waits up to `wait` for some. May return
+    /// empty. Never returns records that are not durable.
+    pub async fn poll(&mut self, max: usize, wait: Duration) -> Result<Vec<StoredRecord>, LogError> {
+        match self {
+            LogReader::Embedded(r) => r.poll(max, wait).await,
+        }
+    }
+
+    pub fn seek(&mut self, partition: Partition, offset: Offset) {
+        match self {
+            LogReader::Embedded(r) => r.seek(partition, offset),
+        }
+    }
+
+    /// The next offset of each assigned partition.
+    pub fn assignment(&self) -> Vec<(Partition, Offset)> {
+        match self {
+            LogReader::Embedded(r) => r.assignment(),
+        }
+    }
+}
