@@ -1,1 +1,16 @@
-//! placeholder
+//! Stockroom's read side: views built from the event log, and the read API.
+//!
+//! Architecture invariant: a view is a pure function of the event log. Nothing here
+//! writes to the log or reads the command side's state; every view can be deleted
+//! and rebuilt by replaying the events, and each view's position in the log is
+//! committed atomically with its data.
+
+pub mod catalog;
+pub mod http;
+pub mod projector;
+pub mod view;
+
+pub use catalog::{Catalog, CatalogError, SearchRequest, SearchResponse};
+pub use http::{QueryApi, QueryApiDoc, router};
+pub use projector::{CatalogCheckpoint, CatalogProjector, ProjectorError, ProjectorStats};
+pub use view::{ProductView, ViewUpdate};

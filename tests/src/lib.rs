@@ -1,1 +1,245 @@
-//! placeholder
+//! The shared harness of Stockroom's end-to-end tests: it starts the real
+//! `stockroom` binary on `127.0.0.1:0` with a temporary data directory, learns its
+//! address from the log line, and talks HTTP to it.
+//!
+//! The binary is `$STOCKROOM_BIN` if set, else `target/<profile>/stockroom`, built
+//! once per test process with `cargo build` if it is missing or older than the tests.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
+use serde_json::Value;
+
+/// Path of the binary under test.
+pub fn binary() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Ok(path) = std::env::var("STOCKROOM_BIN") {
+            return PathBuf::from(path);
+        }
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_owned();
+        let release = std::env::var("STOCKROOM_TEST_RELEASE").is_ok();
+        let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        cmd.current_dir(&root).args(["build", "-q", "-p", "stockroom", "--bin", "stockroom"]);
+        if release {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("run cargo build");
+        assert!(status.success(), "building the stockroom binary failed");
+        let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| root.join("target"));
+        target.join(if release { "release" } else { "debug" }).join("stockroom")
+    })
+    .clone()
+}
+
+/// A running `stockroom` process.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    pub http: reqwest::Client,
+    child: Option<Child>,
+}
+
+/// An HTTP answer, read whole.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The problem `type`'s last segment (`sku-taken`), for problem answers.
+    pub fn problem_kind(&self) -> Option<&str> {
+        self.body.get("type").and_then(Value::as_str).and_then(|t| t.rsplit('/').next())
+    }
+
+    #[track_caller]
+    pub fn expect(self, status: u16) -> Answer {
+        assert_eq!(self.status.as_u16(), status, "unexpected answer: {} {}", self.status, self.text);
+        self
+    }
+
+    /// Asserts a problem+json answer of this status and kind.
+    #[track_caller]
+    pub fn expect_problem(self, status: u16, kind: &str) -> Answer {
+        assert_eq!(self.status.as_u16(), status, "unexpected answer: {}", self.text);
+        assert_eq!(self.header("content-type"), Some("application/problem+json"), "{}", self.text);
+        assert_eq!(self.problem_kind(), Some(kind), "{}", self.text);
+        self
+    }
+}
+
+impl Server {
+    /// Starts `stockroom serve` on a free loopback port with `data_dir`.
+    pub async fn start(data_dir: &Path, extra: &[&str]) -> Server {
+        Self::start_command(data_dir, "serve", extra).await
+    }
+
+    pub async fn start_command(data_dir: &Path, subcommand: &str, extra: &[&str]) -> Server {
+        let mut cmd = Command::new(binary());
+        cmd.arg(subcommand)
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(extra)
+            .env("STOCKROOM_LOG_FORMAT", "text")
+            .env("STOCKROOM_LOG", std::env::var("STOCKROOM_TEST_LOG").unwrap_or_else(|_| "info".into()))
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("start stockroom");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, rx) = mpsc::channel();
+        let tx = Mutex::new(Some(tx));
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = listening_addr(&line)
+                    && let Some(tx) = tx.lock().unwrap_or_else(|e| e.into_inner()).take()
+                {
+                    let _ = tx.send(addr);
+                }
+                if std::env::var("STOCKROOM_TEST_ECHO").is_ok() || line.contains("ERROR") || line.contains("panicked") {
+                    eprintln!("[stockroom] {line}");
+                }
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(a) => a,
+            Err(_) => {
+                let _ = child.kill();
+                let status = child.wait().ok();
+                panic!("stockroom did not report a listening address (exit status {status:?})");
+            }
+        };
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("http client");
+        let server = Server { addr, data_dir: data_dir.to_owned(), http, child: Some(child) };
+        server.wait_ready().await;
+        server
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Waits until `/health/readyz` answers 200.
+    pub async fn wait_ready(&self) {
+        for _ in 0..600 {
+            if let Ok(r) = self.http.get(self.url("/health/readyz")).send().await
+                && r.status().is_success()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("stockroom at {} never became ready", self.addr);
+    }
+
+    pub async fn request(&self, method: &str, path: &str, body: Option<Value>, headers: &[(&str, &str)]) -> Answer {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = self.http.request(method, self.url(path));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        read(req.send().await.expect("http request")).await
+    }
+
+    pub async fn raw(&self, method: &str, path: &str, body: Vec<u8>, content_type: Option<&str>) -> Answer {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = self.http.request(method, self.url(path)).body(body);
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        read(req.send().await.expect("http request")).await
+    }
+
+    pub async fn get(&self, path: &str) -> Answer {
+        self.request("GET", path, None, &[]).await
+    }
+
+    /// A read that waits for the given position token.
+    pub async fn get_at(&self, path: &str, position: &str) -> Answer {
+        self.request("GET", path, None, &[("stockroom-min-position", position)]).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Answer {
+        self.request("POST", path, Some(body), &[]).await
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    pub async fn stop(mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running child");
+        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        tokio::task::spawn_blocking(move || child.wait().expect("wait for stockroom")).await.expect("join")
+    }
+
+    /// SIGKILL: no shutdown at all.
+    pub fn kill(mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+async fn read(response: reqwest::Response) -> Answer {
+    let status = response.status();
+    let headers = response.headers().clone();
+    let text = response.text().await.unwrap_or_default();
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Answer { status, headers, body, text }
+}
+
+/// `... listening addr=127.0.0.1:12345 ...` → the address.
+fn listening_addr(line: &str) -> Option<SocketAddr> {
+    if !line.contains("listening") {
+        return None;
+    }
+    let rest = &line[line.find("addr=")? + 5..];
+    rest.split_whitespace().next()?.parse().ok()
+}
+
+/// A fresh temporary data directory.
+pub fn data_dir() -> tempfile::TempDir {
+    tempfile::Builder::new().prefix("stockroom-test-").tempdir().expect("temp dir")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn finds_the_address_in_the_log_line() {
+        let line = "2026-11-24T01:00:00Z  INFO stockroom::serve: listening addr=127.0.0.1:4321 data_dir=/tmp/x";
+        assert_eq!(super::listening_addr(line), Some("127.0.0.1:4321".parse().unwrap()));
+        assert_eq!(super::listening_addr("nothing here"), None);
+    }
+}

@@ -1,0 +1,178 @@
+//! The read API (API.md, "Reads"): products by SKU and search, with read-your-writes.
+//!
+//! A read may carry `Stockroom-Min-Position` (the token a write returned); the node
+//! then waits — bounded — until its view has applied that position, else answers 503
+//! with `Retry-After`. Every read answers with the view's own `Stockroom-Position`.
+
+mod problem;
+
+pub use problem::Problem;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use stockroom_topics::{MIN_POSITION_HEADER, POSITION_HEADER, Position};
+use tokio::sync::watch;
+use utoipa::OpenApi;
+
+use crate::catalog::{Catalog, SearchError, SearchRequest, SearchResponse, Sort};
+use crate::view::ProductView;
+
+#[derive(Clone)]
+pub struct QueryApi {
+    pub catalog: Arc<Catalog>,
+    pub applied: watch::Receiver<Position>,
+    /// How long a read waits for `Stockroom-Min-Position`.
+    pub read_timeout: Duration,
+}
+
+pub fn router(api: QueryApi) -> Router {
+    Router::new().route("/products/{sku}", get(get_product)).route("/search", get(search)).with_state(api)
+}
+
+impl QueryApi {
+    /// Waits until the view covers the position the request asks for; returns the
+    /// view's position to report.
+    async fn wait_for(&self, headers: &HeaderMap) -> Result<Position, Problem> {
+        let Some(raw) = headers.get(MIN_POSITION_HEADER) else {
+            return Ok(self.applied.borrow().clone());
+        };
+        let wanted: Position = raw.to_str().ok().and_then(|s| s.parse().ok()).ok_or_else(|| {
+            Problem::new(StatusCode::BAD_REQUEST, "invalid-header", "Stockroom-Min-Position is not a position token")
+        })?;
+        let mut rx = self.applied.clone();
+        let waited = tokio::time::timeout(self.read_timeout, rx.wait_for(|p| p.covers(&wanted))).await;
+        match waited {
+            Ok(Ok(p)) => Ok(p.clone()),
+            _ => Err(Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not-caught-up",
+                format!("this node's view has not applied position {wanted} yet; retry"),
+            )
+            .retry_after(1)),
+        }
+    }
+}
+
+fn with_position(mut response: Response, position: &Position) -> Response {
+    if let Ok(v) = HeaderValue::from_str(&position.to_string()) {
+        response.headers_mut().insert(POSITION_HEADER, v);
+    }
+    response
+}
+
+#[utoipa::path(get, path = "/products/{sku}", tag = "catalog",
+    params(("sku" = String, Path), ("Stockroom-Min-Position" = Option<String>, Header, description = "wait until the view has applied this token")),
+    responses((status = 200, body = ProductView), (status = 404, body = Problem), (status = 503, description = "view not caught up", body = Problem)))]
+async fn get_product(State(api): State<QueryApi>, Path(sku): Path<String>, headers: HeaderMap) -> Response {
+    let position = match api.wait_for(&headers).await {
+        Ok(p) => p,
+        Err(p) => return p.into_response(),
+    };
+    let catalog = api.catalog.clone();
+    let found = tokio::task::spawn_blocking(move || catalog.get(&sku)).await;
+    let response = match found {
+        Ok(Ok(Some(view))) => {
+            let etag = HeaderValue::from_str(&format!("\"{}\"", view.version));
+            let mut r = axum::Json(view).into_response();
+            if let Ok(etag) = etag {
+                r.headers_mut().insert(header::ETAG, etag);
+            }
+            r
+        }
+        Ok(Ok(None)) => Problem::new(StatusCode::NOT_FOUND, "not-found", "no such product").into_response(),
+        Ok(Err(e)) => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()).into_response(),
+        Err(e) => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()).into_response(),
+    };
+    with_position(response, &position)
+}
+
+#[utoipa::path(get, path = "/search", tag = "catalog",
+    params(
+        ("q" = Option<String>, Query, description = "words (all must match), \"quoted phrases\", -excluded words"),
+        ("category" = Option<String>, Query), ("brand" = Option<String>, Query),
+        ("min_price" = Option<i64>, Query, description = "cents, inclusive"), ("max_price" = Option<i64>, Query, description = "cents, inclusive"),
+        ("in_stock" = Option<bool>, Query), ("include_discontinued" = Option<bool>, Query),
+        ("sort" = Option<String>, Query, description = "relevance (default), price_asc, price_desc, name"),
+        ("limit" = Option<usize>, Query, description = "1 to 100, default 20"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
+        ("Stockroom-Min-Position" = Option<String>, Header)),
+    responses((status = 200, body = SearchResponse), (status = 400, description = "bad query or parameter", body = Problem), (status = 503, body = Problem)))]
+async fn search(
+    State(api): State<QueryApi>,
+    Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let request = match search_request(&params) {
+        Ok(r) => r,
+        Err(p) => return p.into_response(),
+    };
+    let position = match api.wait_for(&headers).await {
+        Ok(p) => p,
+        Err(p) => return p.into_response(),
+    };
+    let catalog = api.catalog.clone();
+    let response = match tokio::task::spawn_blocking(move || catalog.search(&request)).await {
+        Ok(Ok(found)) => axum::Json(found).into_response(),
+        Ok(Err(e)) => search_problem(e).into_response(),
+        Err(e) => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()).into_response(),
+    };
+    with_position(response, &position)
+}
+
+const SEARCH_PARAMS: [&str; 10] =
+    ["q", "category", "brand", "min_price", "max_price", "in_stock", "include_discontinued", "sort", "limit", "cursor"];
+
+fn search_request(params: &HashMap<String, String>) -> Result<SearchRequest, Problem> {
+    if let Some(unknown) = params.keys().find(|k| !SEARCH_PARAMS.contains(&k.as_str())) {
+        return Err(Problem::bad_parameter(unknown, format!("unknown parameter {unknown:?}")));
+    }
+    fn parsed<T: std::str::FromStr>(
+        params: &HashMap<String, String>,
+        name: &str,
+        what: &str,
+    ) -> Result<Option<T>, Problem> {
+        params
+            .get(name)
+            .map(|v| v.parse::<T>().map_err(|_| Problem::bad_parameter(name, format!("{name} must be {what}"))))
+            .transpose()
+    }
+    let sort = match params.get("sort").map(String::as_str) {
+        None | Some("relevance") => Sort::Relevance,
+        Some("price_asc") => Sort::PriceAsc,
+        Some("price_desc") => Sort::PriceDesc,
+        Some("name") => Sort::Name,
+        Some(_) => return Err(Problem::bad_parameter("sort", "sort must be relevance, price_asc, price_desc or name")),
+    };
+    Ok(SearchRequest {
+        q: params.get("q").cloned(),
+        category: params.get("category").cloned(),
+        brand: params.get("brand").cloned(),
+        min_price: parsed(params, "min_price", "an integer number of cents")?,
+        max_price: parsed(params, "max_price", "an integer number of cents")?,
+        in_stock: parsed(params, "in_stock", "true or false")?,
+        include_discontinued: parsed(params, "include_discontinued", "true or false")?.unwrap_or(false),
+        sort,
+        limit: parsed(params, "limit", "a number from 1 to 100")?.unwrap_or(20),
+        cursor: params.get("cursor").cloned(),
+    })
+}
+
+fn search_problem(e: SearchError) -> Problem {
+    match e {
+        SearchError::BadQuery(m) => Problem::bad_parameter("q", m),
+        SearchError::BadCursor => Problem::bad_parameter("cursor", "cursor is not a next_cursor of this search"),
+        SearchError::BadParameter { name, message } => Problem::bad_parameter(&name, message),
+        other => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", other.to_string()),
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(paths(get_product, search), components(schemas(Problem, ProductView, SearchResponse)),
+    tags((name = "catalog", description = "the searchable product catalog, built from the event log")))]
+pub struct QueryApiDoc;

@@ -1,0 +1,241 @@
+//! The catalog projector: folds `events` into the tantivy catalog.
+//!
+//! # Exactly once, without trusting anyone's offsets but our own
+//!
+//! The projector's checkpoint — for every partition the *next* offset to read
+//! (Kafka's convention: "everything below this is in"), plus the latest writer fence
+//! of each partition — is written into the payload of the very tantivy commit that
+//! makes the documents durable. Documents and offsets therefore cannot disagree:
+//!
+//! - crash before a commit: neither the documents nor the offsets of the batch are
+//!   there; the restart reads the batch again from the old offsets;
+//! - crash after a commit: both are there; the restart reads on from the new offsets.
+//!
+//! Consumer-group offsets are never used for this. On top of it, upserts are
+//! idempotent by product version (an event at or below the stored version is
+//! skipped, one beyond `version + 1` is a gap: reported and skipped, as every reader
+//! of the log does), so redelivery cannot double anything either.
+//!
+//! The fence rules are those of the command processor (`topics::fence`): records of a
+//! writer that is not the partition's latest fence are ignored, so a zombie's
+//! writes never reach the catalog.
+//!
+//! # Freshness
+//!
+//! The loop drains whatever the log has (without waiting), folds it per product in
+//! memory (each product's final document is written once per batch), commits, and
+//! reloads the searcher itself — so a write is searchable one commit after it is
+//! durable, not after tantivy's 500 ms reload poll. Under load the batches grow with
+//! the time a commit takes; idle, a single event is committed on its own.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use stockroom_topics::events::{LogEntry, decode_entry, envelope_of};
+use stockroom_topics::{
+    Admission, EventLog, FenceTracker, LogReader, Offset, Partition, Position, StoredRecord, Topic,
+};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::catalog::{Catalog, CatalogError};
+use crate::view::{ProductView, ViewUpdate};
+
+/// What the catalog's commit payload holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogCheckpoint {
+    pub position: Position,
+    pub fences: FenceTracker,
+}
+
+/// The most records folded into one commit.
+const MAX_BATCH: usize = 20_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectorError {
+    #[error(transparent)]
+    Log(#[from] stockroom_topics::LogError),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error("the index writer task failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+/// Counters for /metrics and /admin/views.
+#[derive(Debug, Default)]
+pub struct ProjectorStats {
+    pub events_applied: AtomicU64,
+    pub events_skipped: AtomicU64,
+    pub gaps: AtomicU64,
+    pub unreadable: AtomicU64,
+    pub commits: AtomicU64,
+    /// Set once the projector has reached the head of the log after starting.
+    pub caught_up: AtomicBool,
+}
+
+pub struct CatalogProjector {
+    log: EventLog,
+    catalog: Arc<Catalog>,
+    applied: watch::Sender<Position>,
+    stats: Arc<ProjectorStats>,
+}
+
+impl CatalogProjector {
+    /// A projector for `catalog`, and the receiver of its applied position.
+    pub fn new(
+        log: EventLog,
+        catalog: Arc<Catalog>,
+    ) -> Result<(CatalogProjector, watch::Receiver<Position>), ProjectorError> {
+        let checkpoint: CatalogCheckpoint = catalog.checkpoint()?.unwrap_or_default();
+        let (applied, rx) = watch::channel(checkpoint.position);
+        Ok((CatalogProjector { log, catalog, applied, stats: Arc::default() }, rx))
+    }
+
+    pub fn stats(&self) -> Arc<ProjectorStats> {
+        self.stats.clone()
+    }
+
+    /// Runs until cancelled; on an error the loop starts over from the last commit.
+    pub async fn run(self, cancel: CancellationToken) {
+        loop {
+            match self.run_once(&cancel).await {
+                Ok(()) => return,
+                Err(e) => {
+                    warn!(error = %e, "catalog projector failed; restarting from its last commit");
+                    tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    async fn run_once(&self, cancel: &CancellationToken) -> Result<(), ProjectorError> {
+        let mut checkpoint: CatalogCheckpoint = self.catalog.checkpoint()?.unwrap_or_default();
+        let partitions = self.log.partitions(Topic::Events);
+        let from: Vec<(Partition, Offset)> =
+            (0..partitions).map(|p| (Partition(p), checkpoint.position.get(Partition(p)))).collect();
+        let mut reader = self.log.reader(Topic::Events, &from)?;
+        info!(position = %checkpoint.position, "catalog projector started");
+        loop {
+            let first = tokio::select! {
+                _ = cancel.cancelled() => return Ok(()),
+                r = reader.poll(MAX_BATCH, Duration::from_millis(200)) => r?,
+            };
+            if first.is_empty() {
+                if !self.stats.caught_up.swap(true, Ordering::Relaxed) {
+                    info!(position = %checkpoint.position, "catalog caught up with the log");
+                }
+                continue;
+            }
+            let mut pending: HashMap<String, ProductView> = HashMap::new();
+            let mut folded = first.len();
+            self.fold(first, &mut pending, &mut checkpoint)?;
+            // Drain what else is there right now, into the same commit.
+            while folded < MAX_BATCH {
+                let more = drain(&mut reader, MAX_BATCH - folded).await?;
+                if more.is_empty() {
+                    break;
+                }
+                folded += more.len();
+                self.fold(more, &mut pending, &mut checkpoint)?;
+            }
+            let catalog = self.catalog.clone();
+            let views: Vec<ProductView> = pending.into_values().collect();
+            let cp = checkpoint.clone();
+            tokio::task::spawn_blocking(move || catalog.write_batch(views, &cp)).await??;
+            self.stats.commits.fetch_add(1, Ordering::Relaxed);
+            debug!(records = folded, position = %checkpoint.position, "catalog committed");
+            self.applied.send_replace(checkpoint.position.clone());
+        }
+    }
+
+    fn fold(
+        &self,
+        records: Vec<StoredRecord>,
+        pending: &mut HashMap<String, ProductView>,
+        checkpoint: &mut CatalogCheckpoint,
+    ) -> Result<(), ProjectorError> {
+        for record in records {
+            if record.offset < checkpoint.position.get(record.partition) {
+                continue;
+            }
+            checkpoint.position.set(record.partition, Offset(record.offset.0 + 1));
+            self.fold_one(&record, pending, &mut checkpoint.fences)?;
+        }
+        Ok(())
+    }
+
+    fn fold_one(
+        &self,
+        record: &StoredRecord,
+        pending: &mut HashMap<String, ProductView>,
+        fences: &mut FenceTracker,
+    ) -> Result<(), ProjectorError> {
+        let stats = &self.stats;
+        let env = match envelope_of(record) {
+            Ok(env) => env,
+            Err(e) => {
+                stats.unreadable.fetch_add(1, Ordering::Relaxed);
+                warn!(partition = record.partition.0, offset = record.offset.0, error = %e, "skipped unreadable record");
+                return Ok(());
+            }
+        };
+        if fences.admit(record.partition, &env) != Admission::Current {
+            return Ok(());
+        }
+        let event = match decode_entry(&env, record) {
+            Ok(LogEntry::Product(event)) => event,
+            Ok(LogEntry::Fence(_)) => return Ok(()),
+            Err(e) => {
+                stats.unreadable.fetch_add(1, Ordering::Relaxed);
+                warn!(partition = record.partition.0, offset = record.offset.0, error = %e, "skipped unreadable event");
+                return Ok(());
+            }
+        };
+        let sku = event.sku.as_str();
+        let current = match pending.get(sku) {
+            Some(v) => Some(v.clone()),
+            None => self.catalog.get(sku)?,
+        };
+        match ProductView::apply(current.as_ref(), &event) {
+            ViewUpdate::Applied(view) => {
+                stats.events_applied.fetch_add(1, Ordering::Relaxed);
+                pending.insert(view.sku.clone(), *view);
+            }
+            ViewUpdate::AlreadyApplied => {
+                stats.events_skipped.fetch_add(1, Ordering::Relaxed);
+            }
+            ViewUpdate::Gap { have, got } => {
+                stats.gaps.fetch_add(1, Ordering::Relaxed);
+                warn!(
+                    partition = record.partition.0,
+                    offset = record.offset.0,
+                    sku,
+                    have,
+                    got,
+                    "version gap: event skipped"
+                );
+            }
+            ViewUpdate::NotRegistered => {
+                stats.gaps.fetch_add(1, Ordering::Relaxed);
+                warn!(
+                    partition = record.partition.0,
+                    offset = record.offset.0,
+                    sku,
+                    "event for an unregistered product skipped"
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn drain(reader: &mut LogReader, max: usize) -> Result<Vec<StoredRecord>, ProjectorError> {
+    Ok(reader.poll(max, Duration::ZERO).await?)
+}

@@ -1,0 +1,129 @@
+//! The command line (API.md, "Command line"). Every flag has an environment variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "stockroom",
+    version,
+    about = "Event-sourced inventory and product catalog",
+    long_about = "Event-sourced inventory and product catalog.\n\n\
+        Writes arrive over HTTP as commands, are validated by a command processor partitioned by SKU \
+        and appended to an event log, the source of truth. Projectors build a searchable catalog from \
+        the log. `stockroom serve` runs everything in one process on an embedded, durable log."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub log: LogArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug)]
+pub struct LogArgs {
+    /// Log output format.
+    #[arg(long, global = true, env = "STOCKROOM_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Log filter, in tracing's EnvFilter syntax (e.g. `info,stockroom_command=debug`).
+    #[arg(long, global = true, env = "STOCKROOM_LOG", default_value = "info")]
+    pub log: String,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run everything in one process: command API, command processor, projector and
+    /// read API, on the embedded log (the default) or on Kafka with --kafka.
+    Serve(ServeArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Where the embedded log, the state stores and the views live.
+    #[arg(long, env = "STOCKROOM_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// The HTTP address to listen on (port 0 picks a free port; the log line says which).
+    #[arg(long, env = "STOCKROOM_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Partitions of a new embedded log (default 8). An existing log keeps its count;
+    /// asking for another count is refused.
+    #[arg(long, env = "STOCKROOM_PARTITIONS")]
+    pub partitions: Option<u32>,
+    /// Prefix of the topic names (`<prefix>.events`, ...).
+    #[arg(long, env = "STOCKROOM_TOPIC_PREFIX", default_value = "stockroom")]
+    pub topic_prefix: String,
+    /// This node's name in logs, writer fences and CloudEvents `source`.
+    #[arg(long, env = "STOCKROOM_NODE_ID", default_value = "stockroom")]
+    pub node_id: String,
+    /// How long a write waits for its outcome before answering 202 with a Location to poll.
+    #[arg(long, env = "STOCKROOM_WRITE_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub write_timeout: Duration,
+    /// How long a read with Stockroom-Min-Position waits for the view before answering 503.
+    #[arg(long, env = "STOCKROOM_READ_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub read_timeout: Duration,
+}
+
+/// Parses `250ms`, `5s`, `2m` or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (number, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: u64 = number.parse().map_err(|_| format!("{s:?} is not a duration like 250ms, 5s or 2m"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        _ => Err(format!("{s:?}: unknown unit {unit:?} (use ms, s or m)")),
+    }
+}
+
+pub fn init_tracing(args: &LogArgs) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_new(&args.log).unwrap_or_else(|e| {
+        eprintln!("warning: bad log filter {:?} ({e}); using info", args.log);
+        EnvFilter::new("info")
+    });
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => crate::serve::serve(args).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("5h").is_err());
+        assert!(parse_duration("abc").is_err());
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

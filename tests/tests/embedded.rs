@@ -1,0 +1,311 @@
+//! End to end on the embedded log: the real binary, real sled files, a real tantivy
+//! index, real HTTP on loopback.
+
+use serde_json::{Value, json};
+use stockroom_tests::{Server, data_dir};
+
+fn product(sku: &str, name: &str, brand: &str, category: &str, price: i64) -> Value {
+    json!({
+        "sku": sku, "name": name, "brand": brand, "category": category, "price_cents": price,
+        "description": format!("{name} by {brand}, a dependable {category} item"),
+    })
+}
+
+/// Registers a small catalog and returns the last position token.
+async fn seed(s: &Server) -> String {
+    let items = [
+        product("HAM-1", "Claw Hammer", "Acme", "tools", 1999),
+        product("HAM-2", "Sledge Hammer", "Bolt", "tools", 4599),
+        product("SAW-1", "Hand Saw", "Acme", "tools", 2599),
+        product("MUG-1", "Coffee Mug", "Homely", "kitchen", 899),
+    ];
+    let mut position = String::new();
+    for item in items {
+        let a = s.post("/products", item).await.expect(201);
+        position = a.header("stockroom-position").expect("position header").to_owned();
+    }
+    position
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn register_stock_search_and_read() {
+    let dir = data_dir();
+    let s = Server::start(dir.path(), &[]).await;
+    seed(&s).await;
+
+    // Register answers 201 with version, ETag, Location and a position token.
+    let a = s
+        .post(
+            "/products",
+            json!({"sku": "DRL-1", "name": "Cordless Drill", "brand": "Acme", "category": "power tools",
+            "price_cents": 8999, "gtin": "4006381333931", "initial_stock": 3, "attributes": {"voltage": "18V"}}),
+        )
+        .await
+        .expect(201);
+    assert_eq!(a.body["version"], 1);
+    assert_eq!(a.header("etag"), Some("\"1\""));
+    assert_eq!(a.header("location"), Some("/products/DRL-1"));
+    assert_eq!(a.body["position"].as_str(), a.header("stockroom-position"));
+
+    let a = s.post("/products/DRL-1/stock/receipts", json!({"quantity": 7, "reference": "PO-1"})).await.expect(200);
+    assert_eq!(a.body["version"], 2);
+    let a = s.post("/products/DRL-1/reservations", json!({"reservation_id": "r-1", "quantity": 4})).await.expect(201);
+    assert_eq!(a.body["version"], 3);
+    let position = a.header("stockroom-position").unwrap().to_owned();
+
+    // Read-your-writes: the read waits for the position and reports its own.
+    let p = s.get_at("/products/DRL-1", &position).await.expect(200);
+    assert_eq!(p.body["version"], 3);
+    assert_eq!(p.body["stock"], json!({"on_hand": 10, "reserved": 4, "available": 6}));
+    assert_eq!(p.body["gtin"], "4006381333931");
+    assert_eq!(p.body["attributes"]["voltage"], "18V");
+    assert_eq!(p.header("etag"), Some("\"3\""));
+    assert!(p.header("stockroom-position").is_some());
+
+    // Confirm ships: on hand and reserved both drop.
+    let a = s.post("/products/DRL-1/reservations/r-1/confirm", json!({})).await.expect(200);
+    let p = s.get_at("/products/DRL-1", a.header("stockroom-position").unwrap()).await.expect(200);
+    assert_eq!(p.body["stock"], json!({"on_hand": 6, "reserved": 0, "available": 6}));
+
+    // Full text, with stemming.
+    let r = s.get_at("/search?q=hammers", &position).await.expect(200);
+    let skus: Vec<&str> = r.body["hits"].as_array().unwrap().iter().map(|h| h["sku"].as_str().unwrap()).collect();
+    assert_eq!(r.body["total"], 2, "{}", r.text);
+    assert!(skus.contains(&"HAM-1") && skus.contains(&"HAM-2"));
+    // Facets over the matching set, and a facet filter.
+    let r = s.get_at("/search?brand=Acme", &position).await.expect(200);
+    assert_eq!(r.body["total"], 3);
+    let cats = &r.body["facets"]["category"];
+    assert!(cats.as_array().unwrap().contains(&json!({"value": "tools", "count": 2})), "{cats}");
+    let r = s.get_at("/search?category=kitchen", &position).await.expect(200);
+    assert_eq!(r.body["hits"][0]["sku"], "MUG-1");
+    // Price range and sort.
+    let r = s.get_at("/search?category=tools&sort=price_desc&min_price=2000", &position).await.expect(200);
+    let prices: Vec<i64> =
+        r.body["hits"].as_array().unwrap().iter().map(|h| h["price_cents"].as_i64().unwrap()).collect();
+    assert_eq!(prices, vec![4599, 2599]);
+    // In stock only: the drill is the only one with stock.
+    let r = s.get_at("/search?in_stock=true", &position).await.expect(200);
+    assert_eq!(r.body["total"], 1);
+    assert_eq!(r.body["hits"][0]["sku"], "DRL-1");
+    // Unknown product.
+    s.get("/products/NOPE").await.expect_problem(404, "not-found");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paging_with_cursors_returns_everything_once() {
+    let dir = data_dir();
+    let s = Server::start(dir.path(), &[]).await;
+    let mut position = String::new();
+    for i in 0..25 {
+        let a = s
+            .post("/products", product(&format!("P-{i:02}"), &format!("Widget {i}"), "Acme", "parts", 100 + i))
+            .await
+            .expect(201);
+        position = a.header("stockroom-position").unwrap().to_owned();
+    }
+    let mut seen = Vec::new();
+    let mut path = "/search?q=widget&sort=price_asc&limit=10".to_owned();
+    loop {
+        let r = s.get_at(&path, &position).await.expect(200);
+        assert_eq!(r.body["total"], 25);
+        for h in r.body["hits"].as_array().unwrap() {
+            seen.push(h["sku"].as_str().unwrap().to_owned());
+        }
+        match r.body["next_cursor"].as_str() {
+            Some(c) => path = format!("/search?q=widget&sort=price_asc&limit=10&cursor={c}"),
+            None => break,
+        }
+    }
+    let expected: Vec<String> = (0..25).map(|i| format!("P-{i:02}")).collect();
+    assert_eq!(seen, expected);
+    s.stop().await;
+}
+
+/// Every acknowledged write survives SIGTERM and kill -9, and nothing is applied twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_survive_restarts_and_kill_9() {
+    let dir = data_dir();
+    let s = Server::start(dir.path(), &[]).await;
+    s.post("/products", product("CNT-1", "Counter", "Acme", "tools", 100)).await.expect(201);
+    let mut acked = 0u64;
+    for i in 0..20 {
+        let a = s
+            .request(
+                "POST",
+                "/products/CNT-1/stock/receipts",
+                Some(json!({"quantity": 1})),
+                &[("idempotency-key", &format!("rcv-{i}"))],
+            )
+            .await
+            .expect(200);
+        acked += 1;
+        assert_eq!(a.body["version"], 1 + acked);
+    }
+    let status = s.stop().await;
+    assert!(status.success(), "graceful shutdown exits 0: {status:?}");
+
+    let s = Server::start(dir.path(), &[]).await;
+    let p = s.get("/products/CNT-1").await.expect(200);
+    assert_eq!(p.body["stock"]["on_hand"], acked);
+    // Retrying an acknowledged write with its key does not apply it again.
+    let a = s
+        .request(
+            "POST",
+            "/products/CNT-1/stock/receipts",
+            Some(json!({"quantity": 1})),
+            &[("idempotency-key", "rcv-3")],
+        )
+        .await
+        .expect(200);
+    assert_eq!(a.body["version"], 5, "the original answer");
+    // More writes, then kill -9 without any shutdown.
+    for i in 20..40 {
+        s.request(
+            "POST",
+            "/products/CNT-1/stock/receipts",
+            Some(json!({"quantity": 1})),
+            &[("idempotency-key", &format!("rcv-{i}"))],
+        )
+        .await
+        .expect(200);
+        acked += 1;
+    }
+    s.kill();
+
+    let s = Server::start(dir.path(), &[]).await;
+    // The projector catches up from its checkpoint; wait for the processor's position.
+    let a = s.post("/products/CNT-1/stock/adjustments", json!({"delta": 1, "reason": "probe"})).await.expect(200);
+    assert_eq!(a.body["version"], 2 + acked, "every acknowledged write applied exactly once");
+    let p = s.get_at("/products/CNT-1", a.header("stockroom-position").unwrap()).await.expect(200);
+    assert_eq!(p.body["stock"]["on_hand"], acked + 1);
+    s.stop().await;
+}
+
+/// Delete the index and the state stores, keep the log: the same answers come back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn views_and_state_are_rebuilt_from_the_log() {
+    let dir = data_dir();
+    let s = Server::start(dir.path(), &[]).await;
+    let position = seed(&s).await;
+    s.post("/products/HAM-1/stock/receipts", json!({"quantity": 5})).await.expect(200);
+    let a = s.post("/products/HAM-1/reservations", json!({"reservation_id": "r", "quantity": 2})).await.expect(201);
+    let before_product = s.get_at("/products/HAM-1", a.header("stockroom-position").unwrap()).await.expect(200).body;
+    let before_search = s.get_at("/search?q=acme&sort=name", &position).await.expect(200).body;
+    s.stop().await;
+
+    std::fs::remove_dir_all(dir.path().join("catalog")).unwrap();
+    std::fs::remove_dir_all(dir.path().join("state")).unwrap();
+
+    let s = Server::start(dir.path(), &[]).await;
+    // The command side rebuilt its state: the reservation still holds 2 of 5.
+    s.post("/products/HAM-1/reservations", json!({"reservation_id": "r2", "quantity": 4}))
+        .await
+        .expect_problem(409, "insufficient-stock");
+    let a = s.post("/products/HAM-1/reservations", json!({"reservation_id": "r2", "quantity": 3})).await.expect(201);
+    assert_eq!(a.body["version"], 4);
+    // The catalog rebuilt from offset 0 gives the same answers.
+    let after_search = s.get_at("/search?q=acme&sort=name", &position).await.expect(200).body;
+    assert_eq!(after_search, before_search);
+    let after = s.get_at("/products/HAM-1", a.header("stockroom-position").unwrap()).await.expect(200).body;
+    assert_eq!(after["name"], before_product["name"]);
+    assert_eq!(before_product["stock"], json!({"on_hand": 5, "reserved": 2, "available": 3}));
+    assert_eq!(after["stock"], json!({"on_hand": 5, "reserved": 5, "available": 0}));
+    s.stop().await;
+}
+
+/// Bad input: 4xx problem+json, never 500, and nothing changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_problems_and_changes_nothing() {
+    let dir = data_dir();
+    let s = Server::start(dir.path(), &[]).await;
+    let a = s.post("/products", product("OK-1", "Fine", "Acme", "tools", 100)).await.expect(201);
+    let before = s.get_at("/products/OK-1", a.header("stockroom-position").unwrap()).await.expect(200).body;
+
+    s.raw("POST", "/products", b"{not json".to_vec(), Some("application/json"))
+        .await
+        .expect_problem(400, "malformed-json");
+    s.raw("POST", "/products", b"".to_vec(), Some("application/json")).await.expect_problem(400, "malformed-json");
+    s.raw("POST", "/products", b"{\"sku\": 1}".to_vec(), None).await.expect_problem(422, "validation");
+    s.raw("POST", "/products", b"sku=x".to_vec(), Some("application/x-www-form-urlencoded"))
+        .await
+        .expect_problem(415, "unsupported-media-type");
+    s.post("/products", json!({"sku": "X-1", "name": "x", "price_cents": "12"}))
+        .await
+        .expect_problem(422, "validation");
+    s.post("/products", json!({"sku": "X-1", "name": "x", "price_cents": 1, "gtin": "4006381333932"}))
+        .await
+        .expect_problem(422, "validation");
+    s.post("/products", json!({"sku": "bad sku", "name": "x", "price_cents": 1}))
+        .await
+        .expect_problem(422, "validation");
+    s.post("/products", json!({"sku": "X-1", "name": "", "price_cents": 1})).await.expect_problem(422, "validation");
+    s.post("/products", json!({"sku": "X-1", "name": "x", "price_cents": -1})).await.expect_problem(422, "validation");
+    s.post("/products", json!({"sku": "X-1", "name": "x", "price_cents": 1, "surprise": true}))
+        .await
+        .expect_problem(422, "validation");
+    s.post("/products", product("OK-1", "Again", "Acme", "tools", 1)).await.expect_problem(409, "sku-taken");
+    s.post("/products/OK-1/stock/receipts", json!({"quantity": -3})).await.expect_problem(422, "validation");
+    s.post("/products/OK-1/stock/receipts", json!({"quantity": 0})).await.expect_problem(422, "validation");
+    s.post("/products/OK-1/stock/receipts", json!({"quantity": 1e30})).await.expect_problem(422, "validation");
+    s.post("/products/OK-1/stock/adjustments", json!({"delta": -1, "reason": "lost"}))
+        .await
+        .expect_problem(409, "insufficient-stock");
+    s.post("/products/NOPE/stock/receipts", json!({"quantity": 1})).await.expect_problem(404, "not-found");
+    s.post("/products/OK-1/reservations/none/confirm", json!({})).await.expect_problem(404, "not-found");
+    s.request("POST", "/products/OK-1/stock/receipts", Some(json!({"quantity": 1})), &[("if-match", "\"7\"")])
+        .await
+        .expect_problem(412, "version-mismatch");
+    s.request("POST", "/products/OK-1/stock/receipts", Some(json!({"quantity": 1})), &[("if-match", "banana")])
+        .await
+        .expect_problem(400, "invalid-header");
+    let huge =
+        format!("{{\"sku\":\"BIG-1\",\"name\":\"x\",\"price_cents\":1,\"description\":\"{}\"}}", "a".repeat(2 << 20));
+    s.raw("POST", "/products", huge.into_bytes(), Some("application/json"))
+        .await
+        .expect_problem(413, "payload-too-large");
+    let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    let a = s.raw("POST", "/products", deep.into_bytes(), Some("application/json")).await;
+    assert!(a.status.is_client_error(), "{}", a.text);
+    s.raw("POST", "/products", vec![0xff, 0xfe, 0x00], Some("application/json"))
+        .await
+        .expect_problem(400, "malformed-json");
+    s.get("/search?q=%22unterminated&limit=0").await.expect_problem(400, "invalid-parameter");
+    s.get("/search?min_price=abc").await.expect_problem(400, "invalid-parameter");
+    s.get("/search?sort=sideways").await.expect_problem(400, "invalid-parameter");
+    s.get("/search?cursor=garbage").await.expect_problem(400, "invalid-parameter");
+    for q in ["-%20*", "a:(%5E", "((((", "%5C", "***"] {
+        let a = s.get(&format!("/search?q={q}")).await;
+        assert!(a.status.as_u16() == 200 || a.status.as_u16() == 400, "q={q}: {}", a.text);
+    }
+    s.request("GET", "/products/OK-1", None, &[("stockroom-min-position", "nonsense")])
+        .await
+        .expect_problem(400, "invalid-header");
+    s.get("/no/such/route").await.expect_problem(404, "not-found");
+
+    // Nothing changed.
+    let a = s.post("/products/OK-1/stock/receipts", json!({"quantity": 1})).await.expect(200);
+    assert_eq!(a.body["version"], 2, "no rejected write changed the product");
+    let after = s.get("/products/OK-1").await.expect(200).body;
+    assert_eq!(after["name"], before["name"]);
+    s.get("/products/X-1").await.expect_problem(404, "not-found");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_docs_and_health() {
+    let dir = data_dir();
+    let s = Server::start(dir.path(), &[]).await;
+    s.get("/health/livez").await.expect(200);
+    s.get("/health/readyz").await.expect(200);
+    let spec = s.get("/openapi.json").await.expect(200).body;
+    assert!(spec["openapi"].as_str().unwrap().starts_with("3."));
+    for path in ["/products", "/products/{sku}", "/search", "/products/{sku}/reservations"] {
+        assert!(spec["paths"].get(path).is_some(), "{path} is documented");
+    }
+    let docs = s.get("/docs").await;
+    assert!(docs.status.is_success());
+    assert!(docs.text.contains("/products/{sku}/stock/receipts"));
+    s.stop().await;
+}
