@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::embedded::{self, EmbeddedLog};
 use crate::error::LogError;
 use crate::ids::{Offset, Partition};
+use crate::kafka::{self, KafkaLog, Membership, MembershipEvent};
 use crate::partitioner::partition_for_key;
 use crate::record::{Record, StoredRecord};
 use crate::topic::{Topic, TopicLayout};
@@ -14,6 +15,7 @@ use crate::topic::{Topic, TopicLayout};
 #[derive(Clone)]
 pub enum EventLog {
     Embedded(Arc<EmbeddedLog>),
+    Kafka(Arc<KafkaLog>),
 }
 
 impl EventLog {
@@ -21,9 +23,22 @@ impl EventLog {
         EventLog::Embedded(Arc::new(log))
     }
 
+    pub fn kafka(log: KafkaLog) -> EventLog {
+        EventLog::Kafka(Arc::new(log))
+    }
+
+    /// `embedded` or `kafka`, for logs and health.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            EventLog::Embedded(_) => "embedded",
+            EventLog::Kafka(_) => "kafka",
+        }
+    }
+
     pub fn layout(&self) -> &TopicLayout {
         match self {
             EventLog::Embedded(l) => l.layout(),
+            EventLog::Kafka(l) => l.layout(),
         }
     }
 
@@ -40,6 +55,7 @@ impl EventLog {
     pub fn is_durable(&self, topic: Topic) -> bool {
         match self {
             EventLog::Embedded(_) => topic.is_durable_embedded(),
+            EventLog::Kafka(_) => true,
         }
     }
 
@@ -53,6 +69,7 @@ impl EventLog {
     ) -> Result<Vec<Offset>, LogError> {
         match self {
             EventLog::Embedded(l) => l.append(topic, partition, records).await,
+            EventLog::Kafka(l) => l.append(topic, partition, records).await,
         }
     }
 
@@ -60,6 +77,7 @@ impl EventLog {
     pub async fn end_offset(&self, topic: Topic, partition: Partition) -> Result<Offset, LogError> {
         match self {
             EventLog::Embedded(l) => l.end_offset(topic, partition),
+            EventLog::Kafka(l) => l.end_offset(topic, partition).await,
         }
     }
 
@@ -67,6 +85,7 @@ impl EventLog {
     pub async fn start_offset(&self, topic: Topic, partition: Partition) -> Result<Offset, LogError> {
         match self {
             EventLog::Embedded(l) => l.start_offset(topic, partition),
+            EventLog::Kafka(l) => l.start_offset(topic, partition).await,
         }
     }
 
@@ -74,6 +93,18 @@ impl EventLog {
     pub fn reader(&self, topic: Topic, from: &[(Partition, Offset)]) -> Result<LogReader, LogError> {
         match self {
             EventLog::Embedded(l) => Ok(LogReader::Embedded(l.reader(topic, from)?)),
+            EventLog::Kafka(l) => Ok(LogReader::Kafka(l.reader(topic, from)?)),
+        }
+    }
+
+    /// This node's share of the `commands` partitions. Embedded: all of them, for
+    /// good. Kafka: what the consumer group `group` assigns, as it changes.
+    pub fn membership(&self, group: &str) -> Result<PartitionMembership, LogError> {
+        match self {
+            EventLog::Embedded(l) => {
+                Ok(PartitionMembership::Fixed(Some((0..l.layout().partitions).map(Partition).collect())))
+            }
+            EventLog::Kafka(l) => Ok(PartitionMembership::Group(l.membership(group)?)),
         }
     }
 
@@ -81,12 +112,14 @@ impl EventLog {
     pub async fn close(&self) -> Result<(), LogError> {
         match self {
             EventLog::Embedded(l) => l.close().await,
+            EventLog::Kafka(l) => l.close().await,
         }
     }
 }
 
 pub enum LogReader {
     Embedded(embedded::Reader),
+    Kafka(kafka::Reader),
 }
 
 impl LogReader {
@@ -96,12 +129,17 @@ impl LogReader {
     pub async fn poll(&mut self, max: usize, wait: Duration) -> Result<Vec<StoredRecord>, LogError> {
         match self {
             LogReader::Embedded(r) => r.poll(max, wait).await,
+            LogReader::Kafka(r) => r.poll(max, wait).await,
         }
     }
 
-    pub fn seek(&mut self, partition: Partition, offset: Offset) {
+    pub fn seek(&mut self, partition: Partition, offset: Offset) -> Result<(), LogError> {
         match self {
-            LogReader::Embedded(r) => r.seek(partition, offset),
+            LogReader::Embedded(r) => {
+                r.seek(partition, offset);
+                Ok(())
+            }
+            LogReader::Kafka(r) => r.seek(partition, offset),
         }
     }
 
@@ -109,6 +147,29 @@ impl LogReader {
     pub fn assignment(&self) -> Vec<(Partition, Offset)> {
         match self {
             LogReader::Embedded(r) => r.assignment(),
+            LogReader::Kafka(r) => r.assignment(),
         }
+    }
+}
+
+/// See [`EventLog::membership`].
+pub enum PartitionMembership {
+    Fixed(Option<Vec<Partition>>),
+    Group(Membership),
+}
+
+impl PartitionMembership {
+    /// The next change; `None` when there will be no more.
+    pub async fn next(&mut self) -> Option<MembershipEvent> {
+        match self {
+            PartitionMembership::Fixed(all) => all.take().map(MembershipEvent::Assigned),
+            PartitionMembership::Group(m) => m.next().await,
+        }
+    }
+
+    /// Whether a partition taken over by another writer may be claimed back at once
+    /// (one process owns everything) or must wait for the group to assign it again.
+    pub fn reclaims_when_fenced(&self) -> bool {
+        matches!(self, PartitionMembership::Fixed(_))
     }
 }

@@ -1,0 +1,120 @@
+//! Sharing the partitions of `commands` among command nodes, with a consumer group.
+//!
+//! The group decides who owns what; it carries no data and no offsets. The group
+//! consumer pauses whatever it is assigned (the partition workers read with their
+//! own readers, from their own stored offsets) and reports each rebalance.
+//!
+//! Ownership by the group is not what keeps a partition single-writer: a node that
+//! was paused past its session timeout still believes it owns its partitions until
+//! it polls again. The fences in the log are what make that safe (`crate::fence`);
+//! the group only decides who should fence next.
+
+use std::sync::Arc;
+
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::{ClientContext, TopicPartitionList};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::{KafkaConfig, kafka};
+use crate::error::LogError;
+use crate::ids::Partition;
+
+/// A change of this node's share of the partitions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MembershipEvent {
+    /// These partitions are now this node's: fence them and serve.
+    Assigned(Vec<Partition>),
+    /// These partitions are no longer this node's: stop serving them now.
+    Revoked(Vec<Partition>),
+}
+
+struct GroupContext {
+    events: mpsc::UnboundedSender<MembershipEvent>,
+}
+
+impl ClientContext for GroupContext {}
+
+fn partitions(tpl: &TopicPartitionList) -> Vec<Partition> {
+    tpl.elements().iter().map(|e| Partition(e.partition() as u32)).collect()
+}
+
+impl ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            let _ = self.events.send(MembershipEvent::Revoked(partitions(tpl)));
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                // The workers read these partitions; this consumer must not fetch them.
+                if let Err(e) = consumer.pause(tpl) {
+                    warn!(error = %e, "could not pause the group consumer's partitions");
+                }
+                let _ = self.events.send(MembershipEvent::Assigned(partitions(tpl)));
+            }
+            Rebalance::Revoke(_) => {}
+            Rebalance::Error(e) => warn!(error = %e, "consumer group rebalance failed"),
+        }
+    }
+}
+
+/// This node's membership in the command group.
+pub struct Membership {
+    events: mpsc::UnboundedReceiver<MembershipEvent>,
+    stop: CancellationToken,
+}
+
+impl Membership {
+    pub(super) fn join(config: &KafkaConfig, group: &str, topic: &str) -> Result<Membership, LogError> {
+        let (tx, events) = mpsc::unbounded_channel();
+        let mut c = config.client("group");
+        c.set("group.id", group);
+        // Membership only: nothing is ever committed or read for real.
+        c.set("enable.auto.commit", "false");
+        c.set("enable.auto.offset.store", "false");
+        // A node that stops heartbeating loses its partitions after this long; a
+        // paused (zombie) node is fenced in the log by the next owner anyway.
+        c.set("session.timeout.ms", "10000");
+        c.set("heartbeat.interval.ms", "1000");
+        for (k, v) in &config.extra {
+            c.set(k, v);
+        }
+        let consumer: StreamConsumer<GroupContext> =
+            c.create_with_context(GroupContext { events: tx }).map_err(kafka)?;
+        consumer.subscribe(&[topic]).map_err(kafka)?;
+        let consumer = Arc::new(consumer);
+        let stop = CancellationToken::new();
+        let cancel = stop.clone();
+        info!(group, topic, "joining the command group");
+        // Polling drives the group protocol and the rebalance callbacks.
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    r = consumer.recv() => if let Err(e) = r {
+                        warn!(error = %e, "command group consumer error");
+                        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    },
+                }
+            }
+            // Leave the group now rather than after the session timeout.
+            consumer.unsubscribe();
+        });
+        Ok(Membership { events, stop })
+    }
+
+    /// The next change of assignment; `None` once the membership has ended.
+    pub async fn next(&mut self) -> Option<MembershipEvent> {
+        self.events.recv().await
+    }
+}
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
