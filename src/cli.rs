@@ -44,10 +44,68 @@ pub enum Command {
     /// Run everything in one process: command API, command processor, projector and
     /// read API, on the embedded log (the default) or on Kafka with --kafka.
     Serve(ServeArgs),
+    /// Run a command node on Kafka: the write API and the processors of the
+    /// partitions the consumer group gives this node. Start as many as you like.
+    #[command(name = "command")]
+    CommandNode(ServeArgs),
+    /// Run a query node on Kafka: the catalog projector over every partition and the
+    /// read API, from this node's own index. Start as many as you like.
+    #[command(name = "query")]
+    QueryNode(ServeArgs),
+    /// Manage the Kafka topics.
+    Topics {
+        #[command(subcommand)]
+        action: TopicsCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TopicsCommand {
+    /// Create the topics (commands, events, results, replay, dlq) with their settings.
+    /// Existing topics are kept; they must be co-partitioned, or this refuses.
+    Create(TopicsCreateArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct KafkaArgs {
+    /// Kafka bootstrap servers (`host:port,...`). Without it, the embedded log is used.
+    #[arg(long, env = "STOCKROOM_KAFKA")]
+    pub kafka: Option<String>,
+    /// A librdkafka properties file (`key=value` lines: SASL, TLS, ...), applied to every client.
+    #[arg(long, env = "STOCKROOM_KAFKA_CONFIG")]
+    pub kafka_config: Option<PathBuf>,
+    /// Prefix of the topic names (`<prefix>.events`, ...).
+    #[arg(long, env = "STOCKROOM_TOPIC_PREFIX", default_value = "stockroom")]
+    pub topic_prefix: String,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct TopicsCreateArgs {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    /// Partitions of commands, events, results and dlq (replay has one). Fixed for
+    /// good: the SKU → partition mapping depends on it.
+    #[arg(long, env = "STOCKROOM_PARTITIONS", default_value_t = 8)]
+    pub partitions: u32,
+    /// Replication factor: 1 for a local broker, 3 in production.
+    #[arg(long, default_value_t = 1)]
+    pub replication: i32,
+    /// Extra topic config for every topic, `key=value` (repeatable), e.g. `min.insync.replicas=2`.
+    #[arg(long = "topic-config", value_parser = parse_key_value)]
+    pub topic_config: Vec<(String, String)>,
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    s.split_once('=').map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned())).ok_or_else(|| format!("{s:?} is not key=value"))
 }
 
 #[derive(Args, Debug, Clone)]
 pub struct ServeArgs {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    /// The consumer group of the command nodes (Kafka only).
+    #[arg(long, env = "STOCKROOM_GROUP")]
+    pub group: Option<String>,
     /// Where the embedded log, the state stores and the views live.
     #[arg(long, env = "STOCKROOM_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
@@ -58,9 +116,6 @@ pub struct ServeArgs {
     /// asking for another count is refused.
     #[arg(long, env = "STOCKROOM_PARTITIONS")]
     pub partitions: Option<u32>,
-    /// Prefix of the topic names (`<prefix>.events`, ...).
-    #[arg(long, env = "STOCKROOM_TOPIC_PREFIX", default_value = "stockroom")]
-    pub topic_prefix: String,
     /// This node's name in logs, writer fences and CloudEvents `source`.
     #[arg(long, env = "STOCKROOM_NODE_ID", default_value = "stockroom")]
     pub node_id: String,
@@ -105,7 +160,10 @@ pub fn init_tracing(args: &LogArgs) {
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve(args) => crate::serve::serve(args).await,
+        Command::Serve(args) => crate::serve::serve(args, crate::serve::Role::All).await,
+        Command::CommandNode(args) => crate::serve::serve(args, crate::serve::Role::Command).await,
+        Command::QueryNode(args) => crate::serve::serve(args, crate::serve::Role::Query).await,
+        Command::Topics { action: TopicsCommand::Create(args) } => crate::serve::create_topics(args).await,
     }
 }
 

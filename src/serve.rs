@@ -7,54 +7,110 @@ use anyhow::Context;
 use axum::Router;
 use stockroom_command::{CommandApi, CommandClient, Processor, ProcessorConfig, StateStore};
 use stockroom_query::{Catalog, CatalogProjector, QueryApi};
-use stockroom_topics::{EmbeddedLog, EventLog, Partition, Topic, TopicNames};
+use stockroom_topics::kafka::{self, KafkaConfig, KafkaLog, TopicSettings};
+use stockroom_topics::{EmbeddedLog, EventLog, Topic, TopicNames};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::info;
 use utoipa::OpenApi;
 
-use crate::cli::ServeArgs;
+use crate::cli::{KafkaArgs, ServeArgs, TopicsCreateArgs};
 use crate::ops;
 
-pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+/// Which parts a node runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// `serve`: everything.
+    All,
+    /// `command`: the write API and the processors of this node's partitions.
+    Command,
+    /// `query`: the projector and the read API.
+    Query,
+}
+
+impl Role {
+    fn writes(self) -> bool {
+        self != Role::Query
+    }
+    fn reads(self) -> bool {
+        self != Role::Command
+    }
+}
+
+fn kafka_config(args: &KafkaArgs, node_id: &str) -> anyhow::Result<Option<KafkaConfig>> {
+    let Some(bootstrap) = &args.kafka else { return Ok(None) };
+    let mut config = KafkaConfig::new(bootstrap, TopicNames::new(&args.topic_prefix));
+    config.client_id = node_id.to_owned();
+    if let Some(path) = &args.kafka_config {
+        config = config.with_properties_file(path)?;
+    }
+    Ok(Some(config))
+}
+
+async fn open_log(args: &ServeArgs, role: Role) -> anyhow::Result<EventLog> {
+    let data = &args.data_dir;
+    match kafka_config(&args.kafka, &args.node_id)? {
+        Some(config) => {
+            let bootstrap = config.bootstrap.clone();
+            let log = KafkaLog::connect(config).await.with_context(|| format!("cannot use Kafka at {bootstrap}"))?;
+            Ok(EventLog::kafka(log))
+        }
+        None if role != Role::All => anyhow::bail!(
+            "`stockroom {}` runs one kind of node of a Kafka deployment and needs --kafka BOOTSTRAP; \
+             on the embedded log, `stockroom serve` runs everything in one process",
+            if role == Role::Command { "command" } else { "query" }
+        ),
+        None => {
+            let log = EmbeddedLog::open(&data.join("log"), TopicNames::new(&args.kafka.topic_prefix), args.partitions)
+                .with_context(|| format!("cannot open the event log in {}", data.join("log").display()))?;
+            Ok(EventLog::embedded(log))
+        }
+    }
+}
+
+pub async fn serve(args: ServeArgs, role: Role) -> anyhow::Result<()> {
     let data = &args.data_dir;
     std::fs::create_dir_all(data).with_context(|| format!("cannot create the data directory {}", data.display()))?;
-    let log = EmbeddedLog::open(&data.join("log"), TopicNames::new(&args.topic_prefix), args.partitions)
-        .with_context(|| format!("cannot open the event log in {}", data.join("log").display()))?;
-    let log = EventLog::embedded(log);
+    let log = open_log(&args, role).await?;
     let tracker = TaskTracker::new();
     let cancel = CancellationToken::new();
+    let mut checks: Vec<ops::Check> = Vec::new();
+    let mut router = Router::new();
+    let mut spec = utoipa::openapi::OpenApi::default();
+    let mut state = None;
 
-    // Write side.
-    let state = StateStore::open(&data.join("state")).context("cannot open the state store")?;
-    let processor = Processor::new(
-        log.clone(),
-        state.clone(),
-        ProcessorConfig { node_id: args.node_id.clone(), ..ProcessorConfig::default() },
-    );
-    processor.spawn((0..log.partitions(Topic::Commands)).map(Partition), &tracker, cancel.clone());
-    let client = CommandClient::start(log.clone(), &args.node_id, &tracker, cancel.clone()).await?;
-    let command_api = CommandApi { client, write_timeout: args.write_timeout };
-
-    // Read side.
-    let catalog = Arc::new(Catalog::open(&data.join("catalog")).context("cannot open the catalog index")?);
-    let (projector, applied) = CatalogProjector::new(log.clone(), catalog.clone())?;
-    let projector_stats = projector.stats();
-    tracker.spawn(projector.run(cancel.clone()));
-    let query_api = QueryApi { catalog, applied, read_timeout: args.read_timeout };
-
-    let health = processor.health();
-    let checks: Vec<ops::Check> = vec![
-        ("command-processor", Arc::new(move || health.ready())),
-        ("catalog", Arc::new(move || projector_stats.caught_up.load(Ordering::Relaxed))),
-    ];
-    let app = app(command_api, query_api, checks);
+    if role.writes() {
+        let store = StateStore::open(&data.join("state")).context("cannot open the state store")?;
+        let processor = Processor::new(
+            log.clone(),
+            store.clone(),
+            ProcessorConfig { node_id: args.node_id.clone(), ..ProcessorConfig::default() },
+        );
+        let group = args.group.clone().unwrap_or_else(|| format!("{}.processors", args.kafka.topic_prefix));
+        processor.follow(log.membership(&group)?, &tracker, cancel.clone());
+        let client = CommandClient::start(log.clone(), &args.node_id, &tracker, cancel.clone()).await?;
+        router = router.merge(stockroom_command::router(CommandApi { client, write_timeout: args.write_timeout }));
+        spec.merge(stockroom_command::CommandApiDoc::openapi());
+        let health = processor.health();
+        checks.push(("command-processor", Arc::new(move || health.ready())));
+        state = Some(store);
+    }
+    if role.reads() {
+        let catalog = Arc::new(Catalog::open(&data.join("catalog")).context("cannot open the catalog index")?);
+        let (projector, applied) = CatalogProjector::new(log.clone(), catalog.clone())?;
+        let projector_stats = projector.stats();
+        tracker.spawn(projector.run(cancel.clone()));
+        router = router.merge(stockroom_query::router(QueryApi { catalog, applied, read_timeout: args.read_timeout }));
+        spec.merge(stockroom_query::QueryApiDoc::openapi());
+        checks.push(("catalog", Arc::new(move || projector_stats.caught_up.load(Ordering::Relaxed))));
+    }
+    let app = app(router, spec, checks);
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
-    info!(%addr, data_dir = %data.display(), partitions = log.partitions(Topic::Events), "listening");
+    info!(%addr, role = ?role, log = log.backend(), data_dir = %data.display(), partitions = log.partitions(Topic::Events), "listening");
     axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
 
     info!("shutting down");
@@ -62,15 +118,32 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tracker.close();
     tracker.wait().await;
     log.close().await?;
-    state.flush()?;
+    if let Some(state) = state {
+        state.flush()?;
+    }
     info!("stopped");
     Ok(())
 }
 
-/// The whole HTTP surface of an all-in-one node.
-pub fn app(command: CommandApi, query: QueryApi, checks: Vec<ops::Check>) -> Router {
-    let mut spec = stockroom_command::CommandApiDoc::openapi();
-    spec.merge(stockroom_query::QueryApiDoc::openapi());
+/// `stockroom topics create`.
+pub async fn create_topics(args: TopicsCreateArgs) -> anyhow::Result<()> {
+    let Some(config) = kafka_config(&args.kafka, "stockroom-admin")? else {
+        anyhow::bail!("`stockroom topics create` needs --kafka BOOTSTRAP (the embedded log creates its topics itself)");
+    };
+    let settings = TopicSettings { partitions: args.partitions, replication: args.replication, extra: args.topic_config };
+    let (layout, created) = kafka::create_topics(&config, &settings).await?;
+    for name in &created {
+        println!("created {name}");
+    }
+    if created.is_empty() {
+        println!("all topics exist");
+    }
+    println!("{} partitions (replay: 1); topics are co-partitioned", layout.partitions);
+    Ok(())
+}
+
+/// The whole HTTP surface of a node: its APIs, health, OpenAPI and docs.
+pub fn app(apis: Router, mut spec: utoipa::openapi::OpenApi, checks: Vec<ops::Check>) -> Router {
     spec.info.title = "Stockroom".into();
     spec.info.description = Some(
         "Event-sourced inventory and product catalog. Writes are commands; reads come from views built from the \
@@ -78,10 +151,7 @@ pub fn app(command: CommandApi, query: QueryApi, checks: Vec<ops::Check>) -> Rou
             .into(),
     );
     spec.info.version = env!("CARGO_PKG_VERSION").into();
-    Router::new()
-        .merge(stockroom_command::router(command))
-        .merge(stockroom_query::router(query))
-        .merge(ops::router(spec, checks))
+    apis.merge(ops::router(spec, checks))
         .fallback(ops::not_found)
 }
 

@@ -1,5 +1,6 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use stockroom_topics::Partition;
 
@@ -8,12 +9,16 @@ pub enum PartitionState {
     CatchingUp,
     Serving,
     Failed(String),
+    /// Another node fenced this partition; waiting for the group to reassign it.
+    Fenced,
 }
 
 /// Which partitions this node's processor owns and whether each serves.
 #[derive(Debug, Default)]
 pub struct ProcessorHealth {
     partitions: Mutex<BTreeMap<Partition, PartitionState>>,
+    /// Set once this node knows its share of the partitions (which may be none).
+    assigned: AtomicBool,
 }
 
 impl ProcessorHealth {
@@ -29,10 +34,15 @@ impl ProcessorHealth {
         self.lock().clone()
     }
 
-    /// True when at least one partition is owned and every owned one serves.
+    pub fn set_assigned(&self) {
+        self.assigned.store(true, Ordering::Relaxed);
+    }
+
+    /// True once this node knows its partitions and every one it owns serves. A
+    /// node that owns none (more nodes than partitions) is ready: it routes writes.
     pub fn ready(&self) -> bool {
-        let map = self.lock();
-        !map.is_empty() && map.values().all(|s| *s == PartitionState::Serving)
+        self.assigned.load(Ordering::Relaxed)
+            && self.lock().values().all(|s| matches!(s, PartitionState::Serving | PartitionState::Fenced))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<Partition, PartitionState>> {

@@ -46,10 +46,11 @@ mod worker;
 
 pub use health::{PartitionState, ProcessorHealth};
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use stockroom_topics::{EventLog, LogError, Partition, Writer};
+use stockroom_topics::{EventLog, LogError, MembershipEvent, Partition, PartitionMembership, Writer};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
@@ -112,6 +113,16 @@ pub(crate) struct Shared {
     /// CloudEvents `source` of what this node writes.
     pub source: String,
     pub health: Arc<ProcessorHealth>,
+    /// One per partition, held by the partition's worker while it runs: a worker
+    /// for a reassigned partition waits until the previous one has stopped, so two
+    /// workers of this node never write the same partition store.
+    pub running: Mutex<HashMap<Partition, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Shared {
+    fn partition_lock(&self, partition: Partition) -> Arc<tokio::sync::Mutex<()>> {
+        self.running.lock().unwrap_or_else(|e| e.into_inner()).entry(partition).or_default().clone()
+    }
 }
 
 /// The command processor of one node.
@@ -124,7 +135,15 @@ impl Processor {
     pub fn new(log: EventLog, store: StateStore, config: ProcessorConfig) -> Processor {
         let owner = format!("{}-{}", config.node_id, uuid::Uuid::new_v4().simple());
         let source = format!("/stockroom/{}/processor", config.node_id);
-        let shared = Shared { log, store, config, owner, source, health: Arc::new(ProcessorHealth::default()) };
+        let shared = Shared {
+            log,
+            store,
+            config,
+            owner,
+            source,
+            health: Arc::new(ProcessorHealth::default()),
+            running: Mutex::new(HashMap::new()),
+        };
         Processor { shared: Arc::new(shared) }
     }
 
@@ -140,15 +159,70 @@ impl Processor {
         tracker: &TaskTracker,
         cancel: CancellationToken,
     ) {
+        self.shared.health.set_assigned();
         for partition in partitions {
             let shared = self.shared.clone();
             let cancel = cancel.clone();
-            tracker.spawn(async move { supervise(shared, partition, cancel).await });
+            tracker.spawn(async move { supervise(shared, partition, cancel, true).await });
         }
+    }
+
+    /// Serves the partitions `membership` assigns, as it changes, until `cancel`.
+    /// With a consumer group, a worker fenced by another node stops and waits for
+    /// the group instead of claiming the partition back.
+    pub fn follow(&self, mut membership: PartitionMembership, tracker: &TaskTracker, cancel: CancellationToken) {
+        let shared = self.shared.clone();
+        let workers = tracker.clone();
+        tracker.spawn(async move {
+            let reclaim = membership.reclaims_when_fenced();
+            let mut owned: HashMap<Partition, CancellationToken> = HashMap::new();
+            loop {
+                let event = tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    e = membership.next() => e,
+                };
+                match event {
+                    Some(MembershipEvent::Assigned(partitions)) => {
+                        info!(partitions = ?partitions.iter().map(|p| p.0).collect::<Vec<_>>(), "partitions assigned");
+                        shared.health.set_assigned();
+                        for p in partitions {
+                            let token = cancel.child_token();
+                            if let Some(old) = owned.insert(p, token.clone()) {
+                                old.cancel();
+                            }
+                            let shared = shared.clone();
+                            workers.spawn(async move { supervise(shared, p, token, reclaim).await });
+                        }
+                    }
+                    Some(MembershipEvent::Revoked(partitions)) => {
+                        info!(partitions = ?partitions.iter().map(|p| p.0).collect::<Vec<_>>(), "partitions revoked");
+                        for p in partitions {
+                            if let Some(token) = owned.remove(&p) {
+                                token.cancel();
+                            }
+                        }
+                    }
+                    // The embedded shape assigns everything once; keep serving it.
+                    None if reclaim => cancel.cancelled().await,
+                    None => {
+                        warn!("the command group membership ended");
+                        break;
+                    }
+                }
+            }
+            for token in owned.values() {
+                token.cancel();
+            }
+        });
     }
 }
 
-async fn supervise(shared: Arc<Shared>, partition: Partition, cancel: CancellationToken) {
+async fn supervise(shared: Arc<Shared>, partition: Partition, cancel: CancellationToken, reclaim: bool) {
+    let lock = shared.partition_lock(partition);
+    let _running = tokio::select! {
+        _ = cancel.cancelled() => return,
+        guard = lock.lock_owned() => guard,
+    };
     let mut backoff = Duration::from_millis(100);
     loop {
         shared.health.set(partition, PartitionState::CatchingUp);
@@ -166,6 +240,12 @@ async fn supervise(shared: Arc<Shared>, partition: Partition, cancel: Cancellati
         };
         match result {
             Ok(()) => break,
+            Err(ProcessorError::Fenced { by, .. }) if !reclaim => {
+                info!(partition = partition.0, by = ?by, "partition fenced by another node; waiting for the group to reassign it");
+                shared.health.set(partition, PartitionState::Fenced);
+                cancel.cancelled().await;
+                break;
+            }
             Err(e) => {
                 warn!(partition = partition.0, error = %e, backoff_ms = backoff.as_millis() as u64, "partition worker stopped; restarting");
                 shared.health.set(partition, PartitionState::Failed(e.to_string()));
