@@ -96,7 +96,9 @@ pub struct TopicsCreateArgs {
 }
 
 fn parse_key_value(s: &str) -> Result<(String, String), String> {
-    s.split_once('=').map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned())).ok_or_else(|| format!("{s:?} is not key=value"))
+    s.split_once('=')
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .ok_or_else(|| format!("{s:?} is not key=value"))
 }
 
 #[derive(Args, Debug, Clone)]

@@ -130,7 +130,8 @@ pub async fn create_topics(args: TopicsCreateArgs) -> anyhow::Result<()> {
     let Some(config) = kafka_config(&args.kafka, "stockroom-admin")? else {
         anyhow::bail!("`stockroom topics create` needs --kafka BOOTSTRAP (the embedded log creates its topics itself)");
     };
-    let settings = TopicSettings { partitions: args.partitions, replication: args.replication, extra: args.topic_config };
+    let settings =
+        TopicSettings { partitions: args.partitions, replication: args.replication, extra: args.topic_config };
     let (layout, created) = kafka::create_topics(&config, &settings).await?;
     for name in &created {
         println!("created {name}");
@@ -151,8 +152,7 @@ pub fn app(apis: Router, mut spec: utoipa::openapi::OpenApi, checks: Vec<ops::Ch
             .into(),
     );
     spec.info.version = env!("CARGO_PKG_VERSION").into();
-    apis.merge(ops::router(spec, checks))
-        .fallback(ops::not_found)
+    apis.merge(ops::router(spec, checks)).fallback(ops::not_found)
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -82,10 +82,81 @@ impl Answer {
     }
 }
 
+/// Which event log a test runs on. The same tests run on both.
+#[derive(Clone, Debug)]
+pub enum Backend {
+    /// The embedded sled log under the data directory.
+    Embedded,
+    /// A Kafka-API broker, with topics of their own for this test (`prefix`).
+    Kafka { bootstrap: String, prefix: String },
+}
+
+impl Backend {
+    /// Fresh topics (4 partitions) on the test broker, created with `stockroom topics create`.
+    pub fn kafka() -> Backend {
+        Self::kafka_with(4)
+    }
+
+    pub fn kafka_with(partitions: u32) -> Backend {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let bootstrap = kafka_bootstrap();
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+        let prefix = format!("e2e-{}-{n}-{nanos:x}", std::process::id());
+        let out = Command::new(binary())
+            .args(["topics", "create", "--kafka", &bootstrap, "--topic-prefix", &prefix])
+            .args(["--partitions", &partitions.to_string()])
+            .output()
+            .expect("run stockroom topics create");
+        assert!(out.status.success(), "topics create failed: {}", String::from_utf8_lossy(&out.stderr));
+        Backend::Kafka { bootstrap, prefix }
+    }
+
+    /// The node flags that select this backend.
+    pub fn args(&self) -> Vec<String> {
+        match self {
+            Backend::Embedded => Vec::new(),
+            Backend::Kafka { bootstrap, prefix } => {
+                vec!["--kafka".into(), bootstrap.clone(), "--topic-prefix".into(), prefix.clone()]
+            }
+        }
+    }
+}
+
+/// The test broker: `$STOCKROOM_KAFKA`, else the local one that scripts/kafka.sh
+/// starts (and installs, the first time) on 127.0.0.1:9092.
+pub fn kafka_bootstrap() -> String {
+    static BOOTSTRAP: OnceLock<String> = OnceLock::new();
+    BOOTSTRAP
+        .get_or_init(|| {
+            if let Ok(b) = std::env::var("STOCKROOM_KAFKA") {
+                return b;
+            }
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/kafka.sh");
+            let status = Command::new(script).arg("start").status().expect("run scripts/kafka.sh");
+            assert!(status.success(), "scripts/kafka.sh start failed");
+            "127.0.0.1:9092".into()
+        })
+        .clone()
+}
+
 impl Server {
     /// Starts `stockroom serve` on a free loopback port with `data_dir`.
     pub async fn start(data_dir: &Path, extra: &[&str]) -> Server {
         Self::start_command(data_dir, "serve", extra).await
+    }
+
+    /// Starts `stockroom serve` on `backend`.
+    pub async fn start_on(backend: &Backend, data_dir: &Path, extra: &[&str]) -> Server {
+        Self::node(backend, "serve", data_dir, extra).await
+    }
+
+    /// Starts a node (`serve`, `command` or `query`) on `backend`.
+    pub async fn node(backend: &Backend, subcommand: &str, data_dir: &Path, extra: &[&str]) -> Server {
+        let mut args = backend.args();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Self::start_command(data_dir, subcommand, &args).await
     }
 
     pub async fn start_command(data_dir: &Path, subcommand: &str, extra: &[&str]) -> Server {
@@ -118,7 +189,7 @@ impl Server {
                 }
             }
         });
-        let addr = match rx.recv_timeout(Duration::from_secs(60)) {
+        let addr = match tokio::task::block_in_place(|| rx.recv_timeout(Duration::from_secs(60))) {
             Ok(a) => a,
             Err(_) => {
                 let _ = child.kill();

@@ -1,8 +1,9 @@
-//! End to end on the embedded log: the real binary, real sled files, a real tantivy
-//! index, real HTTP on loopback.
+//! End to end, on both backends: the real binary, real sled files, a real tantivy
+//! index, real HTTP on loopback, and a real Kafka-API broker for the Kafka runs.
+//! Every test is one function of the backend; the macro at the end runs each on both.
 
 use serde_json::{Value, json};
-use stockroom_tests::{Server, data_dir};
+use stockroom_tests::{Backend, Server, data_dir};
 
 fn product(sku: &str, name: &str, brand: &str, category: &str, price: i64) -> Value {
     json!({
@@ -27,10 +28,9 @@ async fn seed(s: &Server) -> String {
     position
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn register_stock_search_and_read() {
+async fn register_stock_search_and_read(backend: Backend) {
     let dir = data_dir();
-    let s = Server::start(dir.path(), &[]).await;
+    let s = Server::start_on(&backend, dir.path(), &[]).await;
     seed(&s).await;
 
     // Register answers 201 with version, ETag, Location and a position token.
@@ -93,10 +93,9 @@ async fn register_stock_search_and_read() {
     s.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn paging_with_cursors_returns_everything_once() {
+async fn paging_with_cursors_returns_everything_once(backend: Backend) {
     let dir = data_dir();
-    let s = Server::start(dir.path(), &[]).await;
+    let s = Server::start_on(&backend, dir.path(), &[]).await;
     let mut position = String::new();
     for i in 0..25 {
         let a = s
@@ -124,10 +123,9 @@ async fn paging_with_cursors_returns_everything_once() {
 }
 
 /// Every acknowledged write survives SIGTERM and kill -9, and nothing is applied twice.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn acknowledged_writes_survive_restarts_and_kill_9() {
+async fn acknowledged_writes_survive_restarts_and_kill_9(backend: Backend) {
     let dir = data_dir();
-    let s = Server::start(dir.path(), &[]).await;
+    let s = Server::start_on(&backend, dir.path(), &[]).await;
     s.post("/products", product("CNT-1", "Counter", "Acme", "tools", 100)).await.expect(201);
     let mut acked = 0u64;
     for i in 0..20 {
@@ -146,7 +144,7 @@ async fn acknowledged_writes_survive_restarts_and_kill_9() {
     let status = s.stop().await;
     assert!(status.success(), "graceful shutdown exits 0: {status:?}");
 
-    let s = Server::start(dir.path(), &[]).await;
+    let s = Server::start_on(&backend, dir.path(), &[]).await;
     let p = s.get("/products/CNT-1").await.expect(200);
     assert_eq!(p.body["stock"]["on_hand"], acked);
     // Retrying an acknowledged write with its key does not apply it again.
@@ -174,7 +172,7 @@ async fn acknowledged_writes_survive_restarts_and_kill_9() {
     }
     s.kill();
 
-    let s = Server::start(dir.path(), &[]).await;
+    let s = Server::start_on(&backend, dir.path(), &[]).await;
     // The projector catches up from its checkpoint; wait for the processor's position.
     let a = s.post("/products/CNT-1/stock/adjustments", json!({"delta": 1, "reason": "probe"})).await.expect(200);
     assert_eq!(a.body["version"], 2 + acked, "every acknowledged write applied exactly once");
@@ -184,42 +182,40 @@ async fn acknowledged_writes_survive_restarts_and_kill_9() {
 }
 
 /// Delete the index and the state stores, keep the log: the same answers come back.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn views_and_state_are_rebuilt_from_the_log() {
+async fn views_and_state_are_rebuilt_from_the_log(backend: Backend) {
     let dir = data_dir();
-    let s = Server::start(dir.path(), &[]).await;
-    let position = seed(&s).await;
+    let s = Server::start_on(&backend, dir.path(), &[]).await;
+    seed(&s).await;
     s.post("/products/HAM-1/stock/receipts", json!({"quantity": 5})).await.expect(200);
     let a = s.post("/products/HAM-1/reservations", json!({"reservation_id": "r", "quantity": 2})).await.expect(201);
-    let before_product = s.get_at("/products/HAM-1", a.header("stockroom-position").unwrap()).await.expect(200).body;
-    let before_search = s.get_at("/search?q=acme&sort=name", &position).await.expect(200).body;
+    let last = a.header("stockroom-position").unwrap().to_owned();
+    let before_product = s.get_at("/products/HAM-1", &last).await.expect(200).body;
+    let before_search = s.get_at("/search?q=acme&sort=name", &last).await.expect(200).body;
     s.stop().await;
 
     std::fs::remove_dir_all(dir.path().join("catalog")).unwrap();
     std::fs::remove_dir_all(dir.path().join("state")).unwrap();
 
-    let s = Server::start(dir.path(), &[]).await;
+    let s = Server::start_on(&backend, dir.path(), &[]).await;
+    // The catalog, rebuilt from offset 0, gives the same answers.
+    assert_eq!(s.get_at("/search?q=acme&sort=name", &last).await.expect(200).body, before_search);
+    assert_eq!(s.get_at("/products/HAM-1", &last).await.expect(200).body, before_product);
+    assert_eq!(before_product["stock"], json!({"on_hand": 5, "reserved": 2, "available": 3}));
     // The command side rebuilt its state: the reservation still holds 2 of 5.
     s.post("/products/HAM-1/reservations", json!({"reservation_id": "r2", "quantity": 4}))
         .await
         .expect_problem(409, "insufficient-stock");
     let a = s.post("/products/HAM-1/reservations", json!({"reservation_id": "r2", "quantity": 3})).await.expect(201);
     assert_eq!(a.body["version"], 4);
-    // The catalog rebuilt from offset 0 gives the same answers.
-    let after_search = s.get_at("/search?q=acme&sort=name", &position).await.expect(200).body;
-    assert_eq!(after_search, before_search);
     let after = s.get_at("/products/HAM-1", a.header("stockroom-position").unwrap()).await.expect(200).body;
-    assert_eq!(after["name"], before_product["name"]);
-    assert_eq!(before_product["stock"], json!({"on_hand": 5, "reserved": 2, "available": 3}));
     assert_eq!(after["stock"], json!({"on_hand": 5, "reserved": 5, "available": 0}));
     s.stop().await;
 }
 
 /// Bad input: 4xx problem+json, never 500, and nothing changes.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_input_gets_problems_and_changes_nothing() {
+async fn bad_input_gets_problems_and_changes_nothing(backend: Backend) {
     let dir = data_dir();
-    let s = Server::start(dir.path(), &[]).await;
+    let s = Server::start_on(&backend, dir.path(), &[]).await;
     let a = s.post("/products", product("OK-1", "Fine", "Acme", "tools", 100)).await.expect(201);
     let before = s.get_at("/products/OK-1", a.header("stockroom-position").unwrap()).await.expect(200).body;
 
@@ -293,10 +289,9 @@ async fn bad_input_gets_problems_and_changes_nothing() {
     s.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn openapi_docs_and_health() {
+async fn openapi_docs_and_health(backend: Backend) {
     let dir = data_dir();
-    let s = Server::start(dir.path(), &[]).await;
+    let s = Server::start_on(&backend, dir.path(), &[]).await;
     s.get("/health/livez").await.expect(200);
     s.get("/health/readyz").await.expect(200);
     let spec = s.get("/openapi.json").await.expect(200).body;
@@ -309,3 +304,34 @@ async fn openapi_docs_and_health() {
     assert!(docs.text.contains("/products/{sku}/stock/receipts"));
     s.stop().await;
 }
+
+/// Each test, once per backend: `embedded::name` and `kafka::name`.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(stockroom_tests::Backend::Embedded).await
+                }
+            )*
+        }
+        mod kafka {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(stockroom_tests::Backend::kafka()).await
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    register_stock_search_and_read,
+    paging_with_cursors_returns_everything_once,
+    acknowledged_writes_survive_restarts_and_kill_9,
+    views_and_state_are_rebuilt_from_the_log,
+    bad_input_gets_problems_and_changes_nothing,
+    openapi_docs_and_health
+);
