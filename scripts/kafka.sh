@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The local Kafka-API broker for development and tests: Tansu 0.6.0 with sqlite storage.
 #
-#   scripts/kafka.sh install    build Tansu once into the cache (about 7-25 minutes), and kcat
+#   scripts/kafka.sh install    build Tansu once into the cache (about 7-25 minutes), and kafka-python
 #   scripts/kafka.sh start      install if needed, start on 127.0.0.1:$PORT (default 9092), wait until it answers
 #   scripts/kafka.sh stop       stop it (data is kept)
 #   scripts/kafka.sh restart    stop and start (the data survives: sqlite file)
@@ -30,15 +30,9 @@ install() {
         mkdir -p "$ROOT"
         cargo install tansu --version "$VERSION" --locked --features libsql --root "$ROOT"
     fi
-    if ! command -v kcat >/dev/null 2>&1; then
-        if command -v apt-get >/dev/null 2>&1; then
-            say "installing kcat (Debian package) for the wire-compatibility test"
-            local sudo=""
-            [ "$(id -u)" -eq 0 ] || sudo="sudo"
-            $sudo apt-get install -y -qq kcat >/dev/null 2>&1 || {
-                $sudo apt-get update -qq >/dev/null 2>&1 && $sudo apt-get install -y -qq kcat >/dev/null 2>&1
-            } || say "could not install kcat; the kcat test will say so"
-        fi
+    if ! python3 -c 'import kafka' 2>/dev/null; then
+        say "installing kafka-python (PyPI) for the wire-compatibility test (scripts/kafka_dump.py)"
+        python3 -m pip install -q --user kafka-python 2>/dev/null || python3 -m pip install -q kafka-python
     fi
 }
 

@@ -33,6 +33,12 @@ pub struct LogArgs {
     pub log: String,
 }
 
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MembershipArg {
+    Log,
+    KafkaGroup,
+}
+
 #[derive(ValueEnum, Clone, Copy, Debug)]
 pub enum LogFormat {
     Text,
@@ -44,14 +50,14 @@ pub enum Command {
     /// Run everything in one process: command API, command processor, projector and
     /// read API, on the embedded log (the default) or on Kafka with --kafka.
     Serve(ServeArgs),
-    /// Run a command node on Kafka: the write API and the processors of the
-    /// partitions the consumer group gives this node. Start as many as you like.
+    /// Run a command node on Kafka: the write API, and the processors of the
+    /// partitions this node owns among the live command nodes. Start as many as you like.
     #[command(name = "command")]
-    CommandNode(ServeArgs),
+    Writer(ServeArgs),
     /// Run a query node on Kafka: the catalog projector over every partition and the
     /// read API, from this node's own index. Start as many as you like.
     #[command(name = "query")]
-    QueryNode(ServeArgs),
+    Reader(ServeArgs),
     /// Manage the Kafka topics.
     Topics {
         #[command(subcommand)]
@@ -105,7 +111,13 @@ fn parse_key_value(s: &str) -> Result<(String, String), String> {
 pub struct ServeArgs {
     #[command(flatten)]
     pub kafka: KafkaArgs,
-    /// The consumer group of the command nodes (Kafka only).
+    /// How command nodes share the partitions (Kafka only): `log` — heartbeats in the
+    /// `<prefix>.members` topic, on any Kafka-API broker; `kafka-group` — a Kafka
+    /// consumer group (`--group`), for brokers whose group coordinator reassigns the
+    /// partitions of a member that died.
+    #[arg(long, env = "STOCKROOM_MEMBERSHIP", value_enum, default_value_t = MembershipArg::Log)]
+    pub membership: MembershipArg,
+    /// The consumer group of the command nodes, with `--membership kafka-group`.
     #[arg(long, env = "STOCKROOM_GROUP")]
     pub group: Option<String>,
     /// Where the embedded log, the state stores and the views live.
@@ -163,8 +175,8 @@ pub fn init_tracing(args: &LogArgs) {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => crate::serve::serve(args, crate::serve::Role::All).await,
-        Command::CommandNode(args) => crate::serve::serve(args, crate::serve::Role::Command).await,
-        Command::QueryNode(args) => crate::serve::serve(args, crate::serve::Role::Query).await,
+        Command::Writer(args) => crate::serve::serve(args, crate::serve::Role::Command).await,
+        Command::Reader(args) => crate::serve::serve(args, crate::serve::Role::Query).await,
         Command::Topics { action: TopicsCommand::Create(args) } => crate::serve::create_topics(args).await,
     }
 }

@@ -8,13 +8,13 @@ use axum::Router;
 use stockroom_command::{CommandApi, CommandClient, Processor, ProcessorConfig, StateStore};
 use stockroom_query::{Catalog, CatalogProjector, QueryApi};
 use stockroom_topics::kafka::{self, KafkaConfig, KafkaLog, TopicSettings};
-use stockroom_topics::{EmbeddedLog, EventLog, Topic, TopicNames};
+use stockroom_topics::{EmbeddedLog, EventLog, MembershipConfig, MembershipKind, Topic, TopicNames};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::info;
 use utoipa::OpenApi;
 
-use crate::cli::{KafkaArgs, ServeArgs, TopicsCreateArgs};
+use crate::cli::{KafkaArgs, MembershipArg, ServeArgs, TopicsCreateArgs};
 use crate::ops;
 
 /// Which parts a node runs.
@@ -86,8 +86,15 @@ pub async fn serve(args: ServeArgs, role: Role) -> anyhow::Result<()> {
             store.clone(),
             ProcessorConfig { node_id: args.node_id.clone(), ..ProcessorConfig::default() },
         );
-        let group = args.group.clone().unwrap_or_else(|| format!("{}.processors", args.kafka.topic_prefix));
-        processor.follow(log.membership(&group)?, &tracker, cancel.clone());
+        let how = match args.membership {
+            MembershipArg::Log => {
+                MembershipKind::Log { member: processor.owner().to_owned(), config: MembershipConfig::default() }
+            }
+            MembershipArg::KafkaGroup => MembershipKind::KafkaGroup {
+                group: args.group.clone().unwrap_or_else(|| format!("{}.processors", args.kafka.topic_prefix)),
+            },
+        };
+        processor.follow(log.membership(how)?, &tracker, cancel.clone());
         let client = CommandClient::start(log.clone(), &args.node_id, &tracker, cancel.clone()).await?;
         router = router.merge(stockroom_command::router(CommandApi { client, write_timeout: args.write_timeout }));
         spec.merge(stockroom_command::CommandApiDoc::openapi());

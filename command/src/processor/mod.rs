@@ -147,6 +147,11 @@ impl Processor {
         Processor { shared: Arc::new(shared) }
     }
 
+    /// This start's writer name (node id plus a random suffix).
+    pub fn owner(&self) -> &str {
+        &self.shared.owner
+    }
+
     pub fn health(&self) -> Arc<ProcessorHealth> {
         self.shared.health.clone()
     }
@@ -217,6 +222,10 @@ impl Processor {
     }
 }
 
+/// How long a fenced worker waits for its partition to be revoked before it takes it
+/// back (two sessions of the log membership).
+const FENCED_RECLAIM_AFTER: Duration = Duration::from_secs(20);
+
 async fn supervise(shared: Arc<Shared>, partition: Partition, cancel: CancellationToken, reclaim: bool) {
     let lock = shared.partition_lock(partition);
     let _running = tokio::select! {
@@ -241,10 +250,15 @@ async fn supervise(shared: Arc<Shared>, partition: Partition, cancel: Cancellati
         match result {
             Ok(()) => break,
             Err(ProcessorError::Fenced { by, .. }) if !reclaim => {
-                info!(partition = partition.0, by = ?by, "partition fenced by another node; waiting for the group to reassign it");
+                info!(partition = partition.0, by = ?by, "partition fenced by another node; waiting for the membership to move it");
                 shared.health.set(partition, PartitionState::Fenced);
-                cancel.cancelled().await;
-                break;
+                // Normally the membership revokes the partition (cancel) within a
+                // heartbeat or two. If it still says it is ours long after, the other
+                // node has let go of it: claim it again.
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tokio::time::sleep(FENCED_RECLAIM_AFTER) => continue,
+                }
             }
             Err(e) => {
                 warn!(partition = partition.0, error = %e, backoff_ms = backoff.as_millis() as u64, "partition worker stopped; restarting");

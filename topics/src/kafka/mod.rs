@@ -297,8 +297,10 @@ fn layout_of(names: &TopicNames, counts: &[(Topic, Option<u32>)]) -> Result<Topi
             )));
         }
     }
-    if count(Topic::Replay) != 1 {
-        return Err(LogError::Other(format!("{} must have exactly 1 partition", names.name(Topic::Replay))));
+    for t in [Topic::Replay, Topic::Members] {
+        if count(t) != 1 {
+            return Err(LogError::Other(format!("{} must have exactly 1 partition", names.name(t))));
+        }
     }
     Ok(TopicLayout { names: names.clone(), partitions })
 }
