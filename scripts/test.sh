@@ -3,7 +3,10 @@
 #
 #   scripts/test.sh          format, lints, and every test of the workspace
 #
-# Tests use real parts: sled files, a tantivy index, the real binary on loopback.
+# Tests use real parts: sled files, a tantivy index, the real binary on loopback,
+# and a real Kafka-API broker (Tansu, started by scripts/kafka.sh, which builds it
+# once into ~/.cache/stockroom: the first run takes 10-25 minutes longer).
+# Set STOCKROOM_KAFKA=host:port to test against another broker instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +20,11 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 step "build the binary the end-to-end tests start"
 cargo build -p stockroom --bin stockroom
+
+if [ -z "${STOCKROOM_KAFKA:-}" ]; then
+    step "the local Kafka-API broker (scripts/kafka.sh start)"
+    scripts/kafka.sh start
+fi
 
 step "cargo test"
 cargo test --workspace

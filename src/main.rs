@@ -2,6 +2,7 @@
 //! and runs them until SIGINT/SIGTERM.
 
 mod cli;
+mod metrics;
 mod ops;
 mod serve;
 

@@ -15,6 +15,7 @@ use tracing::info;
 use utoipa::OpenApi;
 
 use crate::cli::{KafkaArgs, MembershipArg, ServeArgs, TopicsCreateArgs};
+use crate::metrics::{self, Metrics};
 use crate::ops;
 
 /// Which parts a node runs.
@@ -78,6 +79,13 @@ pub async fn serve(args: ServeArgs, role: Role) -> anyhow::Result<()> {
     let mut router = Router::new();
     let mut spec = utoipa::openapi::OpenApi::default();
     let mut state = None;
+    let mut metrics = Metrics {
+        log: log.clone(),
+        http: Default::default(),
+        processor: None,
+        projector: None,
+        scrapes: Default::default(),
+    };
 
     if role.writes() {
         let store = StateStore::open(&data.join("state")).context("cannot open the state store")?;
@@ -99,6 +107,7 @@ pub async fn serve(args: ServeArgs, role: Role) -> anyhow::Result<()> {
         router = router.merge(stockroom_command::router(CommandApi { client, write_timeout: args.write_timeout }));
         spec.merge(stockroom_command::CommandApiDoc::openapi());
         let health = processor.health();
+        metrics.processor = Some(health.clone());
         checks.push(("command-processor", Arc::new(move || health.ready())));
         state = Some(store);
     }
@@ -106,12 +115,15 @@ pub async fn serve(args: ServeArgs, role: Role) -> anyhow::Result<()> {
         let catalog = Arc::new(Catalog::open(&data.join("catalog")).context("cannot open the catalog index")?);
         let (projector, applied) = CatalogProjector::new(log.clone(), catalog.clone())?;
         let projector_stats = projector.stats();
+        metrics.projector = Some((projector_stats.clone(), applied.clone()));
         tracker.spawn(projector.run(cancel.clone()));
         router = router.merge(stockroom_query::router(QueryApi { catalog, applied, read_timeout: args.read_timeout }));
         spec.merge(stockroom_query::QueryApiDoc::openapi());
         checks.push(("catalog", Arc::new(move || projector_stats.caught_up.load(Ordering::Relaxed))));
     }
-    let app = app(router, spec, checks);
+    let metrics = Arc::new(metrics);
+    let router = router.route("/metrics", axum::routing::get(metrics::render).with_state(metrics.clone()));
+    let app = app(router, spec, checks).layer(axum::middleware::from_fn_with_state(metrics, metrics::track));
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

@@ -75,6 +75,8 @@ pub struct ProjectorStats {
     pub commits: AtomicU64,
     /// Set once the projector has reached the head of the log after starting.
     pub caught_up: AtomicBool,
+    /// When (ms since the epoch) the projector last found nothing more to read.
+    pub last_idle_ms: std::sync::atomic::AtomicI64,
 }
 
 pub struct CatalogProjector {
@@ -128,6 +130,7 @@ impl CatalogProjector {
                 r = reader.poll(MAX_BATCH, Duration::from_millis(200)) => r?,
             };
             if first.is_empty() {
+                self.stats.last_idle_ms.store(stockroom_topics::time::now_ms(), Ordering::Relaxed);
                 if !self.stats.caught_up.swap(true, Ordering::Relaxed) {
                     info!(position = %checkpoint.position, "catalog caught up with the log");
                 }

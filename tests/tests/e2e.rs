@@ -302,6 +302,29 @@ async fn openapi_docs_and_health(backend: Backend) {
     let docs = s.get("/docs").await;
     assert!(docs.status.is_success());
     assert!(docs.text.contains("/products/{sku}/stock/receipts"));
+
+    // Metrics count what happened: two accepted commands, one rejected, and the
+    // catalog has no lag once it has applied the last write.
+    s.post("/products", product("MET-1", "Meter", "Acme", "tools", 100)).await.expect(201);
+    s.post("/products", product("MET-1", "Meter", "Acme", "tools", 100)).await.expect_problem(409, "sku-taken");
+    let a = s.post("/products/MET-1/stock/receipts", json!({"quantity": 2})).await.expect(200);
+    s.get_at("/products/MET-1", a.header("stockroom-position").unwrap()).await.expect(200);
+    let metrics = s.get("/metrics").await.expect(200).text;
+    let value = |series: &str| -> f64 {
+        let line = metrics.lines().find(|l| l.starts_with(series)).unwrap_or_else(|| panic!("{series} in {metrics}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert_eq!(value("stockroom_commands_total{outcome=\"accepted\"}"), 2.0);
+    assert_eq!(value("stockroom_commands_total{outcome=\"rejected\"}"), 1.0);
+    assert_eq!(value("stockroom_catalog_staleness_seconds"), 0.0);
+    let lag: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("stockroom_catalog_lag{"))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum();
+    assert_eq!(lag, 0.0, "{metrics}");
+    assert_eq!(value("stockroom_http_requests_total{route=\"/products\",method=\"POST\",status=\"201\"}"), 1.0);
+    assert!(value("stockroom_http_request_duration_seconds_count{route=\"/products/{sku}/stock/receipts\"}") >= 1.0);
     s.stop().await;
 }
 

@@ -145,6 +145,15 @@ impl Worker {
             };
             answers.push(outcome);
         }
+        let health = &self.shared.health;
+        for outcome in answers.iter().flatten() {
+            let counter = match outcome {
+                Outcome::Accepted { .. } => &health.accepted,
+                Outcome::Unavailable { .. } => &health.unavailable,
+                _ => &health.rejected,
+            };
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         let outcomes = pending
             .into_iter()
             .zip(answers)

@@ -1,6 +1,6 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use stockroom_topics::Partition;
 
@@ -19,6 +19,12 @@ pub struct ProcessorHealth {
     partitions: Mutex<BTreeMap<Partition, PartitionState>>,
     /// Set once this node knows its share of the partitions (which may be none).
     assigned: AtomicBool,
+    /// Per partition, the next `commands` offset its worker will read (for lag).
+    commands_next: Mutex<BTreeMap<Partition, u64>>,
+    pub accepted: AtomicU64,
+    pub rejected: AtomicU64,
+    /// Answered "retry": the log did not take the write.
+    pub unavailable: AtomicU64,
 }
 
 impl ProcessorHealth {
@@ -28,6 +34,16 @@ impl ProcessorHealth {
 
     pub fn remove(&self, partition: Partition) {
         self.lock().remove(&partition);
+        self.commands_next.lock().unwrap_or_else(|e| e.into_inner()).remove(&partition);
+    }
+
+    pub fn set_commands_next(&self, partition: Partition, next: u64) {
+        self.commands_next.lock().unwrap_or_else(|e| e.into_inner()).insert(partition, next);
+    }
+
+    /// The next `commands` offset of each partition this node serves.
+    pub fn commands_next(&self) -> BTreeMap<Partition, u64> {
+        self.commands_next.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     pub fn snapshot(&self) -> BTreeMap<Partition, PartitionState> {

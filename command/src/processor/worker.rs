@@ -54,6 +54,7 @@ impl Worker {
         let log = self.shared.log.clone();
         let from = self.commands_start().await?;
         let mut commands = log.reader(Topic::Commands, &[(self.partition, from)])?;
+        self.shared.health.set_commands_next(self.partition, from.0);
         self.shared.health.set(self.partition, PartitionState::Serving);
         let mut next_sweep = Instant::now();
         let mut next_purge = Instant::now() + Duration::from_secs(60);
@@ -63,6 +64,9 @@ impl Worker {
                 _ = cancel.cancelled() => return Ok(()),
                 r = commands.poll(self.shared.config.max_batch, self.shared.config.expiry_interval) => r?,
             };
+            if let Some(last) = records.last() {
+                self.shared.health.set_commands_next(self.partition, last.offset.0 + 1);
+            }
             if !records.is_empty() {
                 let incoming = self.decode_commands(records).await?;
                 self.handle(incoming).await?;
