@@ -95,9 +95,11 @@ pub async fn serve(args: ServeArgs, role: Role) -> anyhow::Result<()> {
             ProcessorConfig { node_id: args.node_id.clone(), ..ProcessorConfig::default() },
         );
         let how = match args.membership {
-            MembershipArg::Log => {
-                MembershipKind::Log { member: processor.owner().to_owned(), config: MembershipConfig::default() }
-            }
+            MembershipArg::Log => MembershipKind::Log {
+                node: args.node_id.clone(),
+                member: processor.owner().to_owned(),
+                config: MembershipConfig::default(),
+            },
             MembershipArg::KafkaGroup => MembershipKind::KafkaGroup {
                 group: args.group.clone().unwrap_or_else(|| format!("{}.processors", args.kafka.topic_prefix)),
             },

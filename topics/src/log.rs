@@ -105,8 +105,8 @@ impl EventLog {
             (EventLog::Embedded(l), _) => {
                 Ok(PartitionMembership::Fixed(Some((0..l.layout().partitions).map(Partition).collect())))
             }
-            (EventLog::Kafka(_), MembershipKind::Log { member, config }) => {
-                Ok(PartitionMembership::Log(LogMembership::join(self.clone(), member, config)))
+            (EventLog::Kafka(_), MembershipKind::Log { node, member, config }) => {
+                Ok(PartitionMembership::Log(LogMembership::join(self.clone(), node, member, config)))
             }
             (EventLog::Kafka(l), MembershipKind::KafkaGroup { group }) => {
                 Ok(PartitionMembership::Group(l.membership(&group)?))
@@ -149,6 +149,21 @@ impl LogReader {
         }
     }
 
+    /// Stops fetching ahead while the reader is idle (Kafka); `resume` before polling.
+    pub fn pause(&mut self) -> Result<(), LogError> {
+        match self {
+            LogReader::Embedded(_) => Ok(()),
+            LogReader::Kafka(r) => r.pause(),
+        }
+    }
+
+    pub fn resume(&mut self) -> Result<(), LogError> {
+        match self {
+            LogReader::Embedded(_) => Ok(()),
+            LogReader::Kafka(r) => r.resume(),
+        }
+    }
+
     /// The next offset of each assigned partition.
     pub fn assignment(&self) -> Vec<(Partition, Offset)> {
         match self {
@@ -162,7 +177,7 @@ impl LogReader {
 #[derive(Clone, Debug)]
 pub enum MembershipKind {
     /// Heartbeats in the `members` topic (the default; any Kafka-API broker).
-    Log { member: String, config: MembershipConfig },
+    Log { node: String, member: String, config: MembershipConfig },
     /// A Kafka consumer group over `commands` (needs a broker whose group coordinator
     /// reassigns an expired member's partitions).
     KafkaGroup { group: String },

@@ -56,6 +56,10 @@ const HEARTBEAT_TYPE: &str = "stockroom.member.heartbeat";
 #[derive(Debug, Serialize, Deserialize)]
 struct Heartbeat {
     member: String,
+    /// The node id (`--node-id`): a restarted node's new member replaces its old one
+    /// at once, instead of the old one holding partitions until its session ends.
+    #[serde(default)]
+    node: Option<String>,
     #[serde(default)]
     leaving: bool,
 }
@@ -74,12 +78,12 @@ pub struct LogMembership {
 
 impl LogMembership {
     /// Starts heartbeating as `member` (unique per process start).
-    pub fn join(log: EventLog, member: String, config: MembershipConfig) -> LogMembership {
+    pub fn join(log: EventLog, node: String, member: String, config: MembershipConfig) -> LogMembership {
         let (tx, events) = mpsc::unbounded_channel();
         let stop = CancellationToken::new();
         let cancel = stop.clone();
         tokio::spawn(async move {
-            let mut state = State { log, member, config, tx, seen: BTreeMap::new(), owned: BTreeSet::new() };
+            let mut state = State { log, node, member, config, tx, seen: BTreeMap::new(), owned: BTreeSet::new() };
             if let Err(e) = state.run(cancel).await {
                 warn!(error = %e, "membership stopped");
             }
@@ -100,11 +104,12 @@ impl Drop for LogMembership {
 
 struct State {
     log: EventLog,
+    node: String,
     member: String,
     config: MembershipConfig,
     tx: mpsc::UnboundedSender<MembershipEvent>,
-    /// Latest heartbeat time per member; `None` once it said it is leaving.
-    seen: BTreeMap<String, Option<i64>>,
+    /// Per member: its node, and its latest heartbeat time (`None` once it left).
+    seen: BTreeMap<String, (Option<String>, Option<i64>)>,
     owned: BTreeSet<Partition>,
 }
 
@@ -136,15 +141,21 @@ impl State {
             }
             let session = self.config.session.as_millis() as i64;
             let now = now_ms();
-            let mut live: BTreeSet<String> = self
-                .seen
-                .iter()
-                .filter(|(_, at)| at.is_some_and(|at| now - at < session))
-                .map(|(m, _)| m.clone())
-                .collect();
+            // Live: heard from within the session, and the newest member of its node.
+            let mut newest: BTreeMap<String, (i64, String)> = BTreeMap::new();
+            for (member, (node, at)) in &self.seen {
+                let Some(at) = at.filter(|at| now - at < session) else { continue };
+                let node = node.clone().unwrap_or_else(|| member.clone());
+                let entry = newest.entry(node).or_insert((at, member.clone()));
+                if at > entry.0 {
+                    *entry = (at, member.clone());
+                }
+            }
+            let mut live: BTreeSet<String> = newest.into_values().map(|(_, m)| m).collect();
             // We are live if our own heartbeats get through; if they have not for a
             // session, the others have taken our partitions: give them up.
             if now - last_own_beat < session {
+                live.retain(|m| self.seen.get(m).and_then(|(n, _)| n.as_deref()) != Some(self.node.as_str()));
                 live.insert(self.member.clone());
             } else {
                 live.remove(&self.member);
@@ -158,8 +169,9 @@ impl State {
     }
 
     async fn beat(&self, leaving: bool) -> Result<(), LogError> {
-        let payload = serde_json::to_vec(&Heartbeat { member: self.member.clone(), leaving })
-            .map_err(|e| LogError::Other(e.to_string()))?;
+        let payload =
+            serde_json::to_vec(&Heartbeat { member: self.member.clone(), node: Some(self.node.clone()), leaving })
+                .map_err(|e| LogError::Other(e.to_string()))?;
         let mut headers = Headers::new();
         headers.push("ce_type", HEARTBEAT_TYPE);
         let record = Record { key: Some(self.member.as_bytes().to_vec()), headers, payload, timestamp_ms: now_ms() };
@@ -178,11 +190,11 @@ impl State {
             for r in reader.poll(10_000, Duration::from_millis(100)).await? {
                 match serde_json::from_slice::<Heartbeat>(&r.record.payload) {
                     Ok(h) if h.leaving => {
-                        self.seen.insert(h.member, None);
+                        self.seen.insert(h.member, (h.node, None));
                     }
                     Ok(h) => {
-                        let at = self.seen.entry(h.member).or_insert(None);
-                        *at = Some(at.unwrap_or(i64::MIN).max(r.record.timestamp_ms));
+                        let entry = self.seen.entry(h.member).or_insert((h.node, None));
+                        entry.1 = Some(entry.1.unwrap_or(i64::MIN).max(r.record.timestamp_ms));
                     }
                     Err(e) => debug!(offset = r.offset.0, error = %e, "skipped unreadable heartbeat"),
                 }

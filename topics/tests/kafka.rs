@@ -163,7 +163,7 @@ async fn log_membership_shares_partitions_and_hands_them_over_on_leave() {
     let prefix = prefix("members");
     let log = log(&prefix, 4).await;
     let config = MembershipConfig { heartbeat: Duration::from_millis(200), session: Duration::from_secs(2) };
-    let kind = |m: &str| MembershipKind::Log { member: m.to_owned(), config: config.clone() };
+    let kind = |m: &str| MembershipKind::Log { node: m.to_owned(), member: m.to_owned(), config: config.clone() };
     let mut a = log.membership(kind("a")).unwrap();
     let (mut mine_a, mut mine_b) = (BTreeSet::new(), BTreeSet::new());
     owned(&mut a, &mut mine_a, Duration::from_secs(3)).await;

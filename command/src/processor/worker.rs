@@ -108,9 +108,12 @@ impl Worker {
     ) -> Result<(), ProcessorError> {
         let deadline = Instant::now() + self.shared.config.catch_up_timeout;
         let mut extras = Some(extras);
+        self.events.resume()?;
         loop {
             let behind = self.meta.events_next < end;
             if !behind && extras.is_none() {
+                // Only read between appends: no background fetching while idle.
+                self.events.pause()?;
                 return Ok(());
             }
             let records =

@@ -22,17 +22,20 @@ pub struct Reader {
     /// The next offset to hand out, per partition. Records below it (redelivered
     /// after a seek or a reconnect) are dropped, so each offset is returned once.
     next: BTreeMap<Partition, Offset>,
+    paused: bool,
 }
 
 impl Reader {
     pub(super) fn new(config: &KafkaConfig, topic: &str, from: &[(Partition, Offset)]) -> Result<Reader, LogError> {
         let consumer: StreamConsumer = config.assigned_consumer("reader").create().map_err(kafka)?;
-        let mut reader = Reader { consumer, topic: topic.to_owned(), next: from.iter().copied().collect() };
+        let mut reader =
+            Reader { consumer, topic: topic.to_owned(), next: from.iter().copied().collect(), paused: false };
         reader.assign()?;
         Ok(reader)
     }
 
     fn assign(&mut self) -> Result<(), LogError> {
+        self.paused = false;
         let mut tpl = TopicPartitionList::new();
         for (p, o) in &self.next {
             tpl.add_partition_offset(&self.topic, p.0 as i32, rdkafka::Offset::Offset(o.0 as i64)).map_err(kafka)?;
@@ -90,6 +93,33 @@ impl Reader {
     pub fn seek(&mut self, partition: Partition, offset: Offset) -> Result<(), LogError> {
         self.next.insert(partition, offset);
         self.assign()
+    }
+
+    /// Stops fetching until [`Reader::resume`]: an idle reader then costs the broker
+    /// nothing (on brokers that answer fetches only at their max wait, idle readers
+    /// are most of the load).
+    pub fn pause(&mut self) -> Result<(), LogError> {
+        if !self.paused {
+            self.consumer.pause(&self.partitions()?).map_err(kafka)?;
+            self.paused = true;
+        }
+        Ok(())
+    }
+
+    pub fn resume(&mut self) -> Result<(), LogError> {
+        if self.paused {
+            self.consumer.resume(&self.partitions()?).map_err(kafka)?;
+            self.paused = false;
+        }
+        Ok(())
+    }
+
+    fn partitions(&self) -> Result<TopicPartitionList, LogError> {
+        let mut tpl = TopicPartitionList::new();
+        for p in self.next.keys() {
+            tpl.add_partition(&self.topic, p.0 as i32);
+        }
+        Ok(tpl)
     }
 
     pub fn assignment(&self) -> Vec<(Partition, Offset)> {
