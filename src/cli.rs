@@ -77,9 +77,11 @@ pub struct KafkaArgs {
     /// Kafka bootstrap servers (`host:port,...`). Without it, the embedded log is used.
     #[arg(long, env = "STOCKROOM_KAFKA")]
     pub kafka: Option<String>,
-    /// A librdkafka properties file (`key=value` lines: SASL, TLS, ...), applied to every client.
-    #[arg(long, env = "STOCKROOM_KAFKA_CONFIG")]
-    pub kafka_config: Option<PathBuf>,
+    /// Extra librdkafka settings for every client (SASL, TLS, ...): `key=value`, or the
+    /// path of a properties file of `key=value` lines. Repeatable; later ones win.
+    /// In the environment, separate several with commas.
+    #[arg(long, env = "STOCKROOM_KAFKA_CONFIG", value_delimiter = ',')]
+    pub kafka_config: Vec<String>,
     /// Prefix of the topic names (`<prefix>.events`, ...).
     #[arg(long, env = "STOCKROOM_TOPIC_PREFIX", default_value = "stockroom")]
     pub topic_prefix: String,
@@ -184,6 +186,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kafka_settings_are_repeatable_key_values_or_files() {
+        let cli = Cli::try_parse_from([
+            "stockroom",
+            "command",
+            "--kafka",
+            "b:9092",
+            "--kafka-config",
+            "security.protocol=SASL_SSL",
+            "--kafka-config",
+            "client.properties",
+        ])
+        .unwrap();
+        let Command::Writer(args) = cli.command else { panic!("command node") };
+        assert_eq!(args.kafka.kafka_config, ["security.protocol=SASL_SSL", "client.properties"]);
+        assert_eq!(args.kafka.kafka.as_deref(), Some("b:9092"));
+        assert_eq!(args.membership, MembershipArg::Log);
+    }
 
     #[test]
     fn durations() {

@@ -42,8 +42,11 @@ fn kafka_config(args: &KafkaArgs, node_id: &str) -> anyhow::Result<Option<KafkaC
     let Some(bootstrap) = &args.kafka else { return Ok(None) };
     let mut config = KafkaConfig::new(bootstrap, TopicNames::new(&args.topic_prefix));
     config.client_id = node_id.to_owned();
-    if let Some(path) = &args.kafka_config {
-        config = config.with_properties_file(path)?;
+    for setting in &args.kafka_config {
+        match setting.split_once('=') {
+            Some((key, value)) => config.extra.push((key.trim().to_owned(), value.trim().to_owned())),
+            None => config = config.with_properties_file(std::path::Path::new(setting))?,
+        }
     }
     Ok(Some(config))
 }
