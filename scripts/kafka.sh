@@ -62,7 +62,7 @@ start() {
         nohup "$BIN" broker \
             --listener-url "tcp://127.0.0.1:$PORT" \
             --advertised-listener-url "tcp://127.0.0.1:$PORT" \
-            --storage-engine "sqlite://tansu.db" >>"$LOG" 2>&1 &
+            --storage-engine "sqlite://tansu.db" >>"$LOG" 2>&1 9>&- &
         echo $! >"$PIDFILE"
     )
     for _ in $(seq 1 150); do
@@ -95,6 +95,11 @@ stop() {
     fi
     rm -f "$PIDFILE"
 }
+
+# Several tests may ask at once: one builds and starts, the others wait for it.
+mkdir -p "$CACHE"
+exec 9>"$CACHE/kafka.lock"
+flock 9
 
 case "${1:-}" in
     install) install ;;

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use anyhow::Context;
 use axum::Router;
 use stockroom_command::{CommandApi, CommandClient, Processor, ProcessorConfig, StateStore};
-use stockroom_query::{Catalog, CatalogProjector, QueryApi};
+use stockroom_query::{Catalog, CatalogProjector, OrderBook, QueryApi};
 use stockroom_topics::kafka::{self, KafkaConfig, KafkaLog, TopicSettings};
 use stockroom_topics::{EmbeddedLog, EventLog, MembershipConfig, MembershipKind, Topic, TopicNames};
 use tokio_util::sync::CancellationToken;
@@ -118,11 +118,18 @@ pub async fn serve(args: ServeArgs, role: Role) -> anyhow::Result<()> {
     }
     if role.reads() {
         let catalog = Arc::new(Catalog::open(&data.join("catalog")).context("cannot open the catalog index")?);
-        let (projector, applied) = CatalogProjector::new(log.clone(), catalog.clone())?;
+        let (orders, orders_fresh) = OrderBook::open(&data.join("orders")).context("cannot open the orders view")?;
+        let orders = Arc::new(orders);
+        let (projector, applied) = CatalogProjector::new(log.clone(), catalog.clone(), orders.clone(), orders_fresh)?;
         let projector_stats = projector.stats();
         metrics.projector = Some((projector_stats.clone(), applied.clone()));
         tracker.spawn(projector.run(cancel.clone()));
-        router = router.merge(stockroom_query::router(QueryApi { catalog, applied, read_timeout: args.read_timeout }));
+        router = router.merge(stockroom_query::router(QueryApi {
+            catalog,
+            orders,
+            applied,
+            read_timeout: args.read_timeout,
+        }));
         spec.merge(stockroom_query::QueryApiDoc::openapi());
         checks.push(("catalog", Arc::new(move || projector_stats.caught_up.load(Ordering::Relaxed))));
     }

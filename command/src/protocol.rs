@@ -4,8 +4,10 @@
 //! in the headers, like every record of Stockroom.
 
 use serde::{Deserialize, Serialize};
+use stockroom_domain::gtin::GtinCommand;
+use stockroom_domain::order::{LineStep, OrderCommand};
 use stockroom_domain::product::ProductCommand;
-use stockroom_domain::{CommandId, Rejection, Sku, Timestamp};
+use stockroom_domain::{CommandId, Gtin, OrderId, Rejection, Sku, Timestamp};
 use stockroom_topics::{Envelope, Record, StoredRecord, envelope};
 
 /// Schema version of the command and outcome payloads below.
@@ -26,32 +28,87 @@ pub struct CommandRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_to: Option<String>,
     pub target: Target,
+    /// Who is told the outcome besides the client: the step of a saga that sent it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<Notify>,
+}
+
+/// A saga waiting for this command's outcome (see `processor::effects`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "saga", rename_all = "snake_case")]
+pub enum Notify {
+    /// The GTIN claim named by this command's id: settle it.
+    GtinClaim { gtin: Gtin },
+    /// A line of an order: report the step's result.
+    OrderLine { order_id: OrderId, line: usize, step: LineStep },
+    /// Once this command is applied, answer the client (`reply_to`) of `command_id`
+    /// with `rejection`: a claim's product step that failed is answered only after the
+    /// claim is given up, so that the client who hears "rejected" finds the GTIN free.
+    Answer { command_id: CommandId, rejection: Rejection },
 }
 
 /// What the command is about, which decides its partition.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "aggregate", rename_all = "snake_case")]
 pub enum Target {
-    Product { sku: Sku, command: ProductCommand },
+    Product {
+        sku: Sku,
+        command: ProductCommand,
+    },
+    /// Keyed by the canonical (14-digit) GTIN, so every form of one GTIN meets in one place.
+    Gtin {
+        gtin: Gtin,
+        command: GtinCommand,
+    },
+    Order {
+        order_id: OrderId,
+        command: OrderCommand,
+    },
 }
 
 impl Target {
     /// The partitioning key.
-    pub fn key(&self) -> &str {
+    pub fn key(&self) -> String {
         match self {
-            Target::Product { sku, .. } => sku.as_str(),
+            Target::Product { sku, .. } => sku.as_str().to_owned(),
+            Target::Gtin { gtin, .. } => gtin.canonical(),
+            Target::Order { order_id, .. } => order_id.as_str().to_owned(),
+        }
+    }
+
+    /// What an idempotency key is scoped to: the product a claim is for, else the key.
+    pub fn idempotency_scope(&self) -> String {
+        match self {
+            Target::Gtin { command: GtinCommand::Claim { sku, .. }, .. } => sku.as_str().to_owned(),
+            other => other.key(),
         }
     }
 
     pub fn subject(&self) -> String {
         match self {
             Target::Product { sku, .. } => format!("products/{sku}"),
+            Target::Gtin { gtin, .. } => format!("gtins/{}", gtin.canonical()),
+            Target::Order { order_id, .. } => format!("orders/{order_id}"),
         }
     }
 
     pub fn kind(&self) -> &'static str {
         match self {
             Target::Product { command, .. } => command.kind(),
+            Target::Gtin { command, .. } => command.kind(),
+            Target::Order { command, .. } => command.kind(),
+        }
+    }
+
+    /// Where a product command must go first: a command that gives a product a GTIN
+    /// is decided by the GTIN's claim before the product (DESIGN.md, "Uniqueness").
+    pub fn routed(self, expected_version: Option<u64>) -> Target {
+        match self {
+            Target::Product { sku, command } => match command.gtin_to_claim().cloned() {
+                Some(gtin) => Target::Gtin { gtin, command: GtinCommand::Claim { sku, command, expected_version } },
+                None => Target::Product { sku, command },
+            },
+            other => other,
         }
     }
 }

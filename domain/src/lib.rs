@@ -5,7 +5,9 @@
 //! Its tests run in microseconds.
 
 pub mod context;
+pub mod gtin;
 pub mod ids;
+pub mod order;
 pub mod product;
 pub mod rejection;
 pub mod validation;

@@ -33,6 +33,8 @@ pub enum Rejection {
     OrderExists { order_id: OrderId },
     #[error("order {order_id} does not exist")]
     OrderNotFound { order_id: OrderId },
+    #[error("order {order_id} was rejected: line {line} ({sku}): {reason}")]
+    OrderRejected { order_id: OrderId, line: usize, sku: Sku, reason: Box<Rejection> },
     #[error("order {order_id} is {state} and cannot be {action}")]
     OrderState { order_id: OrderId, state: String, action: String },
 }
@@ -53,6 +55,7 @@ impl Rejection {
             Rejection::ReservationNotFound { .. } => "not-found",
             Rejection::OrderExists { .. } => "order-exists",
             Rejection::OrderNotFound { .. } => "not-found",
+            Rejection::OrderRejected { .. } => "order-rejected",
             Rejection::OrderState { .. } => "order-state",
         }
     }

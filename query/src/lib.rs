@@ -7,10 +7,12 @@
 
 pub mod catalog;
 pub mod http;
+pub mod orders;
 pub mod projector;
 pub mod view;
 
 pub use catalog::{Catalog, CatalogError, SearchRequest, SearchResponse};
 pub use http::{QueryApi, QueryApiDoc, router};
+pub use orders::{OrderBook, OrderBookError, OrderView};
 pub use projector::{CatalogCheckpoint, CatalogProjector, ProjectorError, ProjectorStats};
 pub use view::{ProductView, ViewUpdate};

@@ -34,6 +34,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use stockroom_domain::order::Order;
 use stockroom_topics::events::{LogEntry, decode_entry, envelope_of};
 use stockroom_topics::{
     Admission, EventLog, FenceTracker, LogReader, Offset, Partition, Position, StoredRecord, Topic,
@@ -43,6 +44,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::catalog::{Catalog, CatalogError};
+use crate::orders::{OrderBook, OrderBookError, OrderUpdate};
 use crate::view::{ProductView, ViewUpdate};
 
 /// What the catalog's commit payload holds.
@@ -61,6 +63,8 @@ pub enum ProjectorError {
     Log(#[from] stockroom_topics::LogError),
     #[error(transparent)]
     Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    Orders(#[from] OrderBookError),
     #[error("the index writer task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
 }
@@ -82,19 +86,36 @@ pub struct ProjectorStats {
 pub struct CatalogProjector {
     log: EventLog,
     catalog: Arc<Catalog>,
+    orders: Arc<OrderBook>,
     applied: watch::Sender<Position>,
     stats: Arc<ProjectorStats>,
 }
 
+/// What one batch changes, per view.
+#[derive(Default)]
+struct Pending {
+    products: HashMap<String, ProductView>,
+    orders: HashMap<String, Order>,
+}
+
 impl CatalogProjector {
-    /// A projector for `catalog`, and the receiver of its applied position.
+    /// A projector for `catalog` and `orders`, and the receiver of its applied
+    /// position. `orders_fresh` says the orders view was just created: the catalog's
+    /// checkpoint does not cover it, so both are rebuilt from offset 0.
     pub fn new(
         log: EventLog,
         catalog: Arc<Catalog>,
+        orders: Arc<OrderBook>,
+        orders_fresh: bool,
     ) -> Result<(CatalogProjector, watch::Receiver<Position>), ProjectorError> {
-        let checkpoint: CatalogCheckpoint = catalog.checkpoint()?.unwrap_or_default();
+        let mut checkpoint: CatalogCheckpoint = catalog.checkpoint()?.unwrap_or_default();
+        if orders_fresh && checkpoint != CatalogCheckpoint::default() {
+            info!("the orders view is new; rebuilding the catalog with it from the start of the log");
+            checkpoint = CatalogCheckpoint::default();
+            catalog.clear(&checkpoint)?;
+        }
         let (applied, rx) = watch::channel(checkpoint.position);
-        Ok((CatalogProjector { log, catalog, applied, stats: Arc::default() }, rx))
+        Ok((CatalogProjector { log, catalog, orders, applied, stats: Arc::default() }, rx))
     }
 
     pub fn stats(&self) -> Arc<ProjectorStats> {
@@ -136,7 +157,7 @@ impl CatalogProjector {
                 }
                 continue;
             }
-            let mut pending: HashMap<String, ProductView> = HashMap::new();
+            let mut pending = Pending::default();
             let mut folded = first.len();
             self.fold(first, &mut pending, &mut checkpoint)?;
             // Drain what else is there right now, into the same commit.
@@ -149,9 +170,17 @@ impl CatalogProjector {
                 self.fold(more, &mut pending, &mut checkpoint)?;
             }
             let catalog = self.catalog.clone();
-            let views: Vec<ProductView> = pending.into_values().collect();
+            let orders = self.orders.clone();
+            let views: Vec<ProductView> = pending.products.into_values().collect();
+            let changed_orders: Vec<Order> = pending.orders.into_values().collect();
             let cp = checkpoint.clone();
-            tokio::task::spawn_blocking(move || catalog.write_batch(views, &cp)).await??;
+            // Orders first: replaying them after a crash before the catalog commit is harmless.
+            tokio::task::spawn_blocking(move || {
+                orders.write_batch(changed_orders)?;
+                catalog.write_batch(views, &cp)?;
+                Ok::<_, ProjectorError>(())
+            })
+            .await??;
             self.stats.commits.fetch_add(1, Ordering::Relaxed);
             debug!(records = folded, position = %checkpoint.position, "catalog committed");
             self.applied.send_replace(checkpoint.position.clone());
@@ -161,7 +190,7 @@ impl CatalogProjector {
     fn fold(
         &self,
         records: Vec<StoredRecord>,
-        pending: &mut HashMap<String, ProductView>,
+        pending: &mut Pending,
         checkpoint: &mut CatalogCheckpoint,
     ) -> Result<(), ProjectorError> {
         for record in records {
@@ -177,7 +206,7 @@ impl CatalogProjector {
     fn fold_one(
         &self,
         record: &StoredRecord,
-        pending: &mut HashMap<String, ProductView>,
+        pending: &mut Pending,
         fences: &mut FenceTracker,
     ) -> Result<(), ProjectorError> {
         let stats = &self.stats;
@@ -195,6 +224,19 @@ impl CatalogProjector {
         let event = match decode_entry(&env, record) {
             Ok(LogEntry::Product(event)) => event,
             Ok(LogEntry::Fence(_)) => return Ok(()),
+            // GTIN claims are the command side's business.
+            Ok(LogEntry::Gtin(_)) => return Ok(()),
+            Ok(LogEntry::Order(event)) => {
+                match self.orders.fold(&mut pending.orders, &event)? {
+                    OrderUpdate::Applied => stats.events_applied.fetch_add(1, Ordering::Relaxed),
+                    OrderUpdate::AlreadyApplied => stats.events_skipped.fetch_add(1, Ordering::Relaxed),
+                    OrderUpdate::Gap { have, got } => {
+                        warn!(order_id = %event.order_id, have, got, "order version gap: event skipped");
+                        stats.gaps.fetch_add(1, Ordering::Relaxed)
+                    }
+                };
+                return Ok(());
+            }
             Err(e) => {
                 stats.unreadable.fetch_add(1, Ordering::Relaxed);
                 warn!(partition = record.partition.0, offset = record.offset.0, error = %e, "skipped unreadable event");
@@ -202,14 +244,14 @@ impl CatalogProjector {
             }
         };
         let sku = event.sku.as_str();
-        let current = match pending.get(sku) {
+        let current = match pending.products.get(sku) {
             Some(v) => Some(v.clone()),
             None => self.catalog.get(sku)?,
         };
         match ProductView::apply(current.as_ref(), &event) {
             ViewUpdate::Applied(view) => {
                 stats.events_applied.fetch_add(1, Ordering::Relaxed);
-                pending.insert(view.sku.clone(), *view);
+                pending.products.insert(view.sku.clone(), *view);
             }
             ViewUpdate::AlreadyApplied => {
                 stats.events_skipped.fetch_add(1, Ordering::Relaxed);

@@ -240,11 +240,24 @@ impl Server {
 
     pub async fn raw(&self, method: &str, path: &str, body: Vec<u8>, content_type: Option<&str>) -> Answer {
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
-        let mut req = self.http.request(method, self.url(path)).body(body);
-        if let Some(ct) = content_type {
-            req = req.header("content-type", ct);
+        // A server that answers before reading a large body (413) closes the
+        // connection, and a client still sending may lose the answer (an HTTP/1.1
+        // race, not a server error): send again, a few times, to read the answer.
+        let mut attempts = 0;
+        loop {
+            let mut req = self.http.request(method.clone(), self.url(path)).body(body.clone());
+            if let Some(ct) = content_type {
+                req = req.header("content-type", ct);
+            }
+            match req.send().await {
+                Ok(response) => return read(response).await,
+                Err(e) if attempts < 5 && body.len() > 64 * 1024 => {
+                    attempts += 1;
+                    eprintln!("retrying a large request after {e}");
+                }
+                Err(e) => panic!("http request: {e:?}"),
+            }
         }
-        read(req.send().await.expect("http request")).await
     }
 
     pub async fn get(&self, path: &str) -> Answer {

@@ -289,6 +289,215 @@ async fn bad_input_gets_problems_and_changes_nothing(backend: Backend) {
     s.stop().await;
 }
 
+/// Sends the requests all at once (each on its own task) and returns each answer's
+/// status and body, in request order.
+async fn post_all(s: &Server, requests: Vec<(String, Value)>) -> Vec<(u16, Value)> {
+    let mut tasks = Vec::new();
+    for (path, body) in requests {
+        let http = s.http.clone();
+        let url = s.url(&path);
+        tasks.push(tokio::spawn(async move {
+            let r = http.post(url).json(&body).send().await.expect("request sent");
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        }));
+    }
+    let mut answers = Vec::new();
+    for t in tasks {
+        answers.push(t.await.expect("request task"));
+    }
+    answers
+}
+
+fn count(answers: &[(u16, Value)], status: u16) -> usize {
+    answers.iter().filter(|(s, _)| *s == status).count()
+}
+
+/// Uniqueness under concurrency: one GTIN, one SKU, and stock that never goes negative.
+async fn concurrent_writes_keep_skus_gtins_and_stock_right(backend: Backend) {
+    let dir = data_dir();
+    let s = Server::start_on(&backend, dir.path(), &[]).await;
+    const N: usize = 12;
+    let gtin = "4006381333931";
+
+    // Different SKUs, one GTIN: exactly one wins, the rest are told who has it.
+    let answers = post_all(
+        &s,
+        (0..N)
+            .map(|i| {
+                let mut p = product(&format!("G-{i}"), "Gadget", "Acme", "tools", 100);
+                p["gtin"] = json!(gtin);
+                ("/products".to_owned(), p)
+            })
+            .collect(),
+    )
+    .await;
+    assert_eq!(count(&answers, 201), 1, "{answers:?}");
+    assert_eq!(count(&answers, 409), N - 1, "{answers:?}");
+    assert!(
+        answers.iter().filter(|(s, _)| *s == 409).all(|(_, b)| b["type"].as_str().unwrap().ends_with("/gtin-taken"))
+    );
+
+    // One SKU, many registrations (with distinct GTINs, so the claims all succeed
+    // first): exactly one product, and the losers' claims are given back.
+    let gtins = [
+        "00000000000017",
+        "00000000000024",
+        "00000000000031",
+        "00000000000048",
+        "00000000000055",
+        "00000000000062",
+        "00000000000079",
+        "00000000000086",
+    ];
+    let answers = post_all(
+        &s,
+        gtins
+            .iter()
+            .map(|g| {
+                let mut p = product("ONE-1", "Only One", "Acme", "tools", 100);
+                p["gtin"] = json!(g);
+                ("/products".to_owned(), p)
+            })
+            .collect(),
+    )
+    .await;
+    assert_eq!(count(&answers, 201), 1, "{answers:?}");
+    assert!(
+        answers.iter().filter(|(s, _)| *s == 409).all(|(_, b)| b["type"].as_str().unwrap().ends_with("/sku-taken"))
+    );
+    let winner = answers.iter().position(|(s, _)| *s == 201).unwrap();
+    // Every loser's GTIN is free again: another product takes each of them.
+    for (i, g) in gtins.iter().enumerate().filter(|(i, _)| *i != winner) {
+        let mut p = product(&format!("FREE-{i}"), "Reuse", "Acme", "tools", 100);
+        p["gtin"] = json!(g);
+        s.post("/products", p).await.expect(201);
+    }
+    let mut p = product("FREE-X", "Reuse", "Acme", "tools", 100);
+    p["gtin"] = json!(gtins[winner]);
+    s.post("/products", p).await.expect_problem(409, "gtin-taken");
+
+    // Stock 10, 30 reservations of 1 at once: exactly 10 succeed.
+    let mut p = product("STK-1", "Stocked", "Acme", "tools", 100);
+    p["initial_stock"] = json!(10);
+    s.post("/products", p).await.expect(201);
+    let answers = post_all(
+        &s,
+        (0..30)
+            .map(|i| {
+                ("/products/STK-1/reservations".to_owned(), json!({"reservation_id": format!("r-{i}"), "quantity": 1}))
+            })
+            .collect(),
+    )
+    .await;
+    assert_eq!(count(&answers, 201), 10, "{answers:?}");
+    assert_eq!(count(&answers, 409), 20, "{answers:?}");
+    let last = answers.iter().filter_map(|(_, b)| b["position"].as_str()).max_by_key(|p| p.len()).unwrap().to_owned();
+    let a = s.post("/products/STK-1/stock/receipts", json!({"quantity": 1})).await.expect(200);
+    assert_eq!(a.body["version"], 12, "registration, 10 reservations, this receipt: {last}");
+    let v = s.get_at("/products/STK-1", a.header("stockroom-position").unwrap()).await.expect(200);
+    assert_eq!(v.body["stock"], json!({"on_hand": 11, "reserved": 10, "available": 1}));
+    s.stop().await;
+}
+
+/// A registration that fails after its GTIN was claimed gives the GTIN back; changing
+/// a GTIN frees the old one.
+async fn a_failed_registration_frees_its_gtin(backend: Backend) {
+    let dir = data_dir();
+    let s = Server::start_on(&backend, dir.path(), &[]).await;
+    s.post("/products", product("TAKEN-1", "First", "Acme", "tools", 100)).await.expect(201);
+    // The claim of this GTIN succeeds, then the SKU is taken: the claim is released.
+    let mut p = product("TAKEN-1", "Second", "Acme", "tools", 100);
+    p["gtin"] = json!("4006381333931");
+    s.post("/products", p).await.expect_problem(409, "sku-taken");
+    let mut p = product("OTHER-1", "Third", "Acme", "tools", 100);
+    p["gtin"] = json!("4006381333931");
+    s.post("/products", p).await.expect(201);
+    // Move OTHER-1 to another GTIN: the first is free again, the second is taken.
+    s.request("PATCH", "/products/OTHER-1", Some(json!({"gtin": "0000000000017"})), &[]).await.expect(200);
+    let mut p = product("FOURTH-1", "Fourth", "Acme", "tools", 100);
+    p["gtin"] = json!("4006381333931");
+    s.post("/products", p).await.expect(201);
+    let mut p = product("FIFTH-1", "Fifth", "Acme", "tools", 100);
+    p["gtin"] = json!("00000000000017");
+    s.post("/products", p).await.expect_problem(409, "gtin-taken");
+    s.stop().await;
+}
+
+/// Orders reserve every line or none, ship together, and can be read back.
+async fn orders_reserve_all_lines_or_none(backend: Backend) {
+    let dir = data_dir();
+    let s = Server::start_on(&backend, dir.path(), &[]).await;
+    for (sku, stock) in [("ORD-A", 5), ("ORD-B", 1)] {
+        let mut p = product(sku, "Part", "Acme", "tools", 100);
+        p["initial_stock"] = json!(stock);
+        s.post("/products", p).await.expect(201);
+    }
+    let a = s
+        .post(
+            "/orders",
+            json!({"order_id": "o-1", "lines": [{"sku": "ORD-A", "quantity": 2}, {"sku": "ORD-B", "quantity": 1}]}),
+        )
+        .await
+        .expect(201);
+    assert_eq!(a.body["state"], "reserved");
+    assert_eq!(a.header("location"), Some("/orders/o-1"));
+    let o = s.get_at("/orders/o-1", a.header("stockroom-position").unwrap()).await.expect(200);
+    assert_eq!(o.body["state"], "reserved");
+    assert_eq!(o.body["lines"][0], json!({"sku": "ORD-A", "quantity": 2, "status": "reserved"}));
+    let p = s.get_at("/products/ORD-A", a.header("stockroom-position").unwrap()).await.expect(200);
+    assert_eq!(p.body["stock"], json!({"on_hand": 5, "reserved": 2, "available": 3}));
+
+    // B has nothing left: the order is rejected, and A's line is released again.
+    let r = s
+        .post(
+            "/orders",
+            json!({"order_id": "o-2", "lines": [{"sku": "ORD-A", "quantity": 1}, {"sku": "ORD-B", "quantity": 1}]}),
+        )
+        .await
+        .expect_problem(409, "order-rejected");
+    assert_eq!(r.body["line"], 1, "{}", r.text);
+    assert_eq!(r.body["sku"], "ORD-B", "{}", r.text);
+    // A read after the rejection sees it whole.
+    let probe = s.post("/products/ORD-A/stock/receipts", json!({"quantity": 1})).await.expect(200);
+    let at = probe.header("stockroom-position").unwrap().to_owned();
+    let p = s.get_at("/products/ORD-A", &at).await.expect(200);
+    assert_eq!(p.body["stock"], json!({"on_hand": 6, "reserved": 2, "available": 4}), "o-2 left nothing reserved");
+    let o = s.get("/orders/o-2").await.expect(200);
+    assert_eq!(o.body["state"], "rejected", "{}", o.text);
+    assert_eq!(o.body["failure"]["sku"], "ORD-B");
+    assert_eq!(o.body["failure"]["kind"], "insufficient-stock");
+
+    // Confirm ships every line; the order cannot be cancelled after that.
+    let c = s.post("/orders/o-1/confirm", json!({})).await.expect(200);
+    assert_eq!(c.body["state"], "confirmed");
+    let at = c.header("stockroom-position").unwrap().to_owned();
+    let p = s.get_at("/products/ORD-A", &at).await.expect(200);
+    let b = s.get_at("/products/ORD-B", &at).await.expect(200);
+    assert_eq!(p.body["stock"], json!({"on_hand": 4, "reserved": 0, "available": 4}));
+    assert_eq!(b.body["stock"], json!({"on_hand": 0, "reserved": 0, "available": 0}));
+    assert_eq!(s.get_at("/orders/o-1", &at).await.expect(200).body["state"], "confirmed");
+    s.post("/orders/o-1/cancel", json!({})).await.expect_problem(409, "order-state");
+    s.post("/orders/o-9/confirm", json!({})).await.expect_problem(404, "not-found");
+    s.get("/orders/o-9").await.expect_problem(404, "not-found");
+    s.post("/orders", json!({"order_id": "o-1", "lines": [{"sku": "ORD-A", "quantity": 1}]}))
+        .await
+        .expect_problem(409, "order-exists");
+    s.post("/orders", json!({"order_id": "o-3", "lines": []})).await.expect_problem(422, "validation");
+    s.post("/orders", json!({"order_id": "o-3", "lines": [{"sku": "ORD-A", "quantity": 0}]}))
+        .await
+        .expect_problem(422, "validation");
+
+    // Cancel releases every line.
+    let a = s.post("/orders", json!({"order_id": "o-4", "lines": [{"sku": "ORD-A", "quantity": 3}]})).await.expect(201);
+    let p = s.get_at("/products/ORD-A", a.header("stockroom-position").unwrap()).await.expect(200);
+    assert_eq!(p.body["stock"]["reserved"], 3);
+    let c = s.post("/orders/o-4/cancel", json!({})).await.expect(200);
+    let p = s.get_at("/products/ORD-A", c.header("stockroom-position").unwrap()).await.expect(200);
+    assert_eq!(p.body["stock"], json!({"on_hand": 4, "reserved": 0, "available": 4}));
+    s.stop().await;
+}
+
 async fn openapi_docs_and_health(backend: Backend) {
     let dir = data_dir();
     let s = Server::start_on(&backend, dir.path(), &[]).await;
@@ -296,7 +505,7 @@ async fn openapi_docs_and_health(backend: Backend) {
     s.get("/health/readyz").await.expect(200);
     let spec = s.get("/openapi.json").await.expect(200).body;
     assert!(spec["openapi"].as_str().unwrap().starts_with("3."));
-    for path in ["/products", "/products/{sku}", "/search", "/products/{sku}/reservations"] {
+    for path in ["/products", "/products/{sku}", "/search", "/products/{sku}/reservations", "/orders", "/orders/{id}"] {
         assert!(spec["paths"].get(path).is_some(), "{path} is documented");
     }
     let docs = s.get("/docs").await;
@@ -356,5 +565,8 @@ on_both_backends!(
     acknowledged_writes_survive_restarts_and_kill_9,
     views_and_state_are_rebuilt_from_the_log,
     bad_input_gets_problems_and_changes_nothing,
-    openapi_docs_and_health
+    openapi_docs_and_health,
+    concurrent_writes_keep_skus_gtins_and_stock_right,
+    a_failed_registration_frees_its_gtin,
+    orders_reserve_all_lines_or_none
 );

@@ -2,8 +2,10 @@
 //! log records. The payload is the domain event as JSON; the CloudEvents envelope
 //! and the writer's identity travel in headers, so any Kafka tool can read them.
 
-use stockroom_domain::EVENT_SCHEMA_VERSION;
+use stockroom_domain::gtin::GtinEvent;
+use stockroom_domain::order::OrderEvent;
 use stockroom_domain::product::ProductEvent;
+use stockroom_domain::{CommandId, EVENT_SCHEMA_VERSION, Timestamp};
 
 use crate::envelope::{Envelope, EnvelopeError};
 use crate::fence::{FENCE_EVENT_TYPE, Writer};
@@ -22,6 +24,10 @@ pub enum LogEntry {
     /// A processor claimed the partition (see [`crate::fence`]).
     Fence(Writer),
     Product(Box<ProductEvent>),
+    /// A GTIN claim changed (see `stockroom_domain::gtin`); keyed by the canonical GTIN.
+    Gtin(Box<GtinEvent>),
+    /// An order saga moved (see `stockroom_domain::order`); keyed by order id.
+    Order(Box<OrderEvent>),
 }
 
 /// Where an event came from, beside the event itself.
@@ -54,15 +60,78 @@ pub fn encode_product_event(
     source: &str,
     provenance: &Provenance,
 ) -> Result<Record, CodecError> {
+    let meta = Meta {
+        event_type: event.event_type(),
+        subject: format!("products/{}", event.sku),
+        key: event.sku.as_str().as_bytes().to_vec(),
+        command_id: &event.command_id,
+        at: event.at,
+    };
+    encode(&meta, serde_json::to_vec(event)?, index, writer, source, provenance)
+}
+
+/// Encodes one GTIN claim event; its key is the canonical (14-digit) GTIN.
+pub fn encode_gtin_event(
+    event: &GtinEvent,
+    index: usize,
+    writer: &Writer,
+    source: &str,
+    provenance: &Provenance,
+) -> Result<Record, CodecError> {
+    let canonical = event.gtin.canonical();
+    let meta = Meta {
+        event_type: event.event_type(),
+        subject: format!("gtins/{canonical}"),
+        key: canonical.into_bytes(),
+        command_id: &event.command_id,
+        at: event.at,
+    };
+    encode(&meta, serde_json::to_vec(event)?, index, writer, source, provenance)
+}
+
+/// Encodes one order event; its key is the order id.
+pub fn encode_order_event(
+    event: &OrderEvent,
+    index: usize,
+    writer: &Writer,
+    source: &str,
+    provenance: &Provenance,
+) -> Result<Record, CodecError> {
+    let meta = Meta {
+        event_type: event.event_type(),
+        subject: format!("orders/{}", event.order_id),
+        key: event.order_id.as_str().as_bytes().to_vec(),
+        command_id: &event.command_id,
+        at: event.at,
+    };
+    encode(&meta, serde_json::to_vec(event)?, index, writer, source, provenance)
+}
+
+struct Meta<'a> {
+    event_type: &'static str,
+    subject: String,
+    key: Vec<u8>,
+    command_id: &'a CommandId,
+    at: Timestamp,
+}
+
+fn encode(
+    meta: &Meta<'_>,
+    payload: Vec<u8>,
+    index: usize,
+    writer: &Writer,
+    source: &str,
+    provenance: &Provenance,
+) -> Result<Record, CodecError> {
     let env = Envelope {
-        id: event.command_id.event_id(index),
+        id: meta.command_id.event_id(index),
         source: source.to_owned(),
-        event_type: event.event_type().to_owned(),
-        time_ms: event.at.millis(),
-        subject: Some(format!("products/{}", event.sku)),
+        event_type: meta.event_type.to_owned(),
+        time_ms: meta.at.millis(),
+        subject: Some(meta.subject.clone()),
         schema_version: EVENT_SCHEMA_VERSION,
         correlation_id: provenance.correlation_id.clone(),
-        causation_id: Some(event.command_id.to_string()),
+        causation_id: Some(meta.command_id.to_string()),
         writer: Some(writer.clone()),
     };
     let mut headers = env.to_headers();
@@ -72,12 +141,7 @@ pub fn encode_product_event(
     if let Some(o) = provenance.command_offset {
         headers.push(COMMAND_OFFSET_HEADER, o.0.to_string().into_bytes());
     }
-    Ok(Record {
-        key: Some(event.sku.as_str().as_bytes().to_vec()),
-        headers,
-        payload: serde_json::to_vec(event)?,
-        timestamp_ms: event.at.millis(),
-    })
+    Ok(Record { key: Some(meta.key.clone()), headers, payload, timestamp_ms: meta.at.millis() })
 }
 
 /// Decodes the envelope of a record (cheap: headers only).
@@ -92,20 +156,38 @@ pub fn decode_entry(env: &Envelope, record: &StoredRecord) -> Result<LogEntry, C
         return Ok(LogEntry::Fence(writer));
     }
     if env.event_type.starts_with("stockroom.product.") {
-        if env.schema_version != EVENT_SCHEMA_VERSION {
-            return Err(CodecError::SchemaVersion { event_type: env.event_type.clone(), version: env.schema_version });
-        }
-        let event: ProductEvent = serde_json::from_slice(&record.record.payload)?;
-        if event.event_type() != env.event_type {
-            return Err(CodecError::Mismatch(format!(
-                "envelope type {} but payload is {}",
-                env.event_type,
-                event.event_type()
-            )));
-        }
+        let event: ProductEvent = payload(env, record, ProductEvent::event_type)?;
         return Ok(LogEntry::Product(Box::new(event)));
     }
+    if env.event_type.starts_with("stockroom.gtin.") {
+        let event: GtinEvent = payload(env, record, GtinEvent::event_type)?;
+        return Ok(LogEntry::Gtin(Box::new(event)));
+    }
+    if env.event_type.starts_with("stockroom.order.") {
+        let event: OrderEvent = payload(env, record, OrderEvent::event_type)?;
+        return Ok(LogEntry::Order(Box::new(event)));
+    }
     Err(CodecError::UnknownType(env.event_type.clone()))
+}
+
+/// The payload of an event record, checked against its envelope.
+fn payload<T: serde::de::DeserializeOwned>(
+    env: &Envelope,
+    record: &StoredRecord,
+    type_of: fn(&T) -> &'static str,
+) -> Result<T, CodecError> {
+    if env.schema_version != EVENT_SCHEMA_VERSION {
+        return Err(CodecError::SchemaVersion { event_type: env.event_type.clone(), version: env.schema_version });
+    }
+    let event: T = serde_json::from_slice(&record.record.payload)?;
+    if type_of(&event) != env.event_type {
+        return Err(CodecError::Mismatch(format!(
+            "envelope type {} but payload is {}",
+            env.event_type,
+            type_of(&event)
+        )));
+    }
+    Ok(event)
 }
 
 /// The provenance headers of a record.

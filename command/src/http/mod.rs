@@ -3,6 +3,7 @@
 //! answer with the outcome the processor publishes.
 
 mod extract;
+mod orders;
 mod problem;
 mod products;
 mod send;
@@ -32,6 +33,9 @@ pub fn router(api: CommandApi) -> Router {
         .route("/products/{sku}/reservations", post(products::reserve))
         .route("/products/{sku}/reservations/{id}/confirm", post(products::confirm))
         .route("/products/{sku}/reservations/{id}/release", post(products::release))
+        .route("/orders", post(orders::place))
+        .route("/orders/{id}/confirm", post(orders::confirm))
+        .route("/orders/{id}/cancel", post(orders::cancel))
         .route("/commands/{id}", get(command_status))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(api)
@@ -97,11 +101,14 @@ async fn command_status(State(api): State<CommandApi>, Path(id): Path<String>) -
 #[derive(OpenApi)]
 #[openapi(
     paths(products::register, products::update, products::discontinue, products::receive, products::adjust,
-        products::reserve, products::confirm, products::release, command_status),
+        products::reserve, products::confirm, products::release, orders::place, orders::confirm, orders::cancel,
+        command_status),
     components(schemas(Problem, send::Accepted, send::PendingCommand, CommandStatus, products::RegisterBody,
-        products::PatchBody, products::ReceiptBody, products::AdjustmentBody, products::ReservationBody)),
+        products::PatchBody, products::ReceiptBody, products::AdjustmentBody, products::ReservationBody, orders::OrderBody,
+        orders::OrderLineBody)),
     tags((name = "products", description = "register, update and discontinue products"),
         (name = "stock", description = "receipts, adjustments and reservations"),
+        (name = "orders", description = "orders over several products: every line reserved or none (a saga)"),
         (name = "commands", description = "outcomes of writes answered 202"))
 )]
 pub struct CommandApiDoc;

@@ -73,6 +73,7 @@ impl Problem {
             | Rejection::StockOverflow
             | Rejection::ReservationExists { .. }
             | Rejection::OrderExists { .. }
+            | Rejection::OrderRejected { .. }
             | Rejection::OrderState { .. } => StatusCode::CONFLICT,
         };
         let problem = Problem::new(status, rejection.kind(), rejection.to_string());

@@ -91,6 +91,7 @@ impl CommandApi {
             .filter(|v| v.len() <= 128)
             .map(str::to_owned)
             .or_else(|| Some(id.to_string()));
+        let target = target.routed(request.expected_version);
         let cmd = CommandRecord {
             id: id.clone(),
             at: Timestamp(time::now_ms()),
@@ -98,6 +99,7 @@ impl CommandApi {
             fingerprint,
             reply_to: Some(self.client.reply_to().to_owned()),
             target,
+            notify: None,
         };
         match self.client.submit(cmd, correlation_id, self.write_timeout).await {
             Ok(Submitted::Done(outcome)) => respond(&id, outcome, success),
@@ -116,7 +118,7 @@ impl CommandApi {
 /// otherwise.
 fn command_id(target: &Target, key: Option<&str>) -> Result<CommandId, Problem> {
     let raw = match key {
-        Some(key) => format!("k-{}", digest(&[target.key().as_bytes(), key.as_bytes()])),
+        Some(key) => format!("k-{}", digest(&[target.idempotency_scope().as_bytes(), key.as_bytes()])),
         None => format!("c-{}", uuid::Uuid::new_v4().simple()),
     };
     CommandId::parse(raw).map_err(|e| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))

@@ -1,17 +1,19 @@
 //! Step 3 to 6 for one batch of commands: decide all, append once, fold, answer.
 
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap};
 
-use stockroom_domain::product::{Product, ProductCommand, decide, evolve};
-use stockroom_domain::{CommandId, Context, Sku, Timestamp};
-use stockroom_topics::events::{Provenance, encode_product_event};
-use stockroom_topics::{Offset, Position, Topic};
+use stockroom_domain::gtin::{self, GtinClaim, GtinCommand};
+use stockroom_domain::order::{self, LineStep, Order, OrderCommand};
+use stockroom_domain::product::{self, Product, ProductCommand};
+use stockroom_domain::{CommandId, Context, OrderId, Rejection, Sku, Timestamp};
+use stockroom_topics::events::{Provenance, encode_gtin_event, encode_order_event, encode_product_event};
+use stockroom_topics::{Offset, Partition, Position, Record, Topic, time};
 use tracing::warn;
 
 use super::ProcessorError;
 use super::worker::{Worker, log_of};
-use crate::protocol::{CommandRecord, Outcome, OutcomeRecord, Target};
+use crate::protocol::{CommandRecord, Notify, Outcome, OutcomeRecord, Target};
 use crate::store::{AppliedCommand, StoredOutcome};
 
 /// A decoded command and where it came from.
@@ -38,6 +40,7 @@ impl Incoming {
                 fingerprint: "internal".to_owned(),
                 reply_to: None,
                 target: Target::Product { sku, command: ProductCommand::ExpireReservations },
+                notify: None,
             },
             correlation_id: None,
         })
@@ -52,16 +55,31 @@ enum Pending {
     InLog,
     /// The same command id earlier in this batch: same answer.
     SameAs(usize),
+    /// Answered later, elsewhere: a claim forwarded to its product, an order phase
+    /// waiting for its lines.
+    Later,
 }
+
+/// The state the batch has decided on so far, on top of the store.
+#[derive(Default)]
+struct Overlay {
+    products: HashMap<Sku, Option<Product>>,
+    claims: HashMap<String, Option<GtinClaim>>,
+    orders: HashMap<OrderId, Option<Order>>,
+}
+
+/// A decision: the records to append and the aggregate's version after them.
+type Decided = Result<(Vec<Record>, u64), Rejection>;
 
 impl Worker {
     pub(super) async fn handle(&mut self, incoming: Vec<Incoming>) -> Result<(), ProcessorError> {
-        let mut overlay: HashMap<Sku, Option<Product>> = HashMap::new();
+        let mut overlay = Overlay::default();
         let mut first_of: HashMap<CommandId, usize> = HashMap::new();
         let mut pending: Vec<(CommandRecord, Pending)> = Vec::with_capacity(incoming.len());
         let mut appends = Vec::new();
         let mut extras: Vec<(CommandId, AppliedCommand)> = Vec::new();
         let mut commands_next: Option<Offset> = None;
+        let mut sends: Vec<CommandRecord> = Vec::new();
 
         for Incoming { offset, cmd, correlation_id } in incoming {
             if let Some(o) = offset {
@@ -71,41 +89,49 @@ impl Worker {
                 pending.push((cmd, Pending::SameAs(i)));
                 continue;
             }
-            if let Some(applied) = self.store.applied(&cmd.id)? {
-                let outcome = replay(&applied, &cmd.fingerprint);
-                pending.push((cmd, Pending::Known(outcome)));
+            // A claim's product step carries the claim's id; when the GTIN and the
+            // product share a partition, that id is "in progress" here: decide it.
+            let claim_step = matches!(cmd.notify, Some(Notify::GtinClaim { .. }));
+            if let Some(applied) = self.store.applied(&cmd.id)?
+                && !(claim_step && applied.outcome == StoredOutcome::InProgress)
+            {
+                if applied.outcome == StoredOutcome::InProgress {
+                    // Asked again while its answer is still being worked out.
+                    self.still_in_progress(&cmd, &mut sends)?;
+                    pending.push((cmd, Pending::Later));
+                } else {
+                    let outcome = replay(&applied, &cmd.fingerprint);
+                    pending.push((cmd, Pending::Known(outcome)));
+                }
+                continue;
+            }
+            if let Target::Product { command, .. } = &cmd.target
+                && command.gtin_to_claim().is_some()
+                && !claim_step
+            {
+                // A GTIN is given only through its claim: send the command there first.
+                let mut routed = cmd.clone();
+                routed.target = routed.target.routed(cmd.expected_version);
+                sends.push(routed);
+                pending.push((cmd, Pending::Later));
                 continue;
             }
             first_of.insert(cmd.id.clone(), pending.len());
-            let Target::Product { sku, command } = &cmd.target;
-            let state = match overlay.entry(sku.clone()) {
-                Entry::Occupied(e) => e.into_mut(),
-                Entry::Vacant(e) => e.insert(self.store.product(sku)?),
-            };
             let ctx = Context { command_id: cmd.id.clone(), now: cmd.at, expected_version: cmd.expected_version };
-            let decided = match decide(state.as_ref(), sku, command, &ctx) {
-                Ok(events) if events.is_empty() => {
-                    // Accepted, nothing changed: the answer is the current version.
-                    let version = state.as_ref().map_or(0, |p| p.version);
-                    Err(StoredOutcome::Accepted { version, position: Position::new() })
-                }
-                Ok(events) => Ok(events),
-                Err(rejection) => Err(StoredOutcome::Rejected { rejection }),
-            };
+            let provenance =
+                Provenance { fingerprint: Some(cmd.fingerprint.clone()), command_offset: offset, correlation_id };
+            let decided = self.decide(&mut overlay, &cmd.target, &ctx, &provenance)?;
             match decided {
-                Ok(events) => {
-                    let provenance = Provenance {
-                        fingerprint: Some(cmd.fingerprint.clone()),
-                        command_offset: offset,
-                        correlation_id,
-                    };
-                    for (i, event) in events.iter().enumerate() {
-                        appends.push(encode_product_event(event, i, &self.writer, &self.shared.source, &provenance)?);
-                        *state = evolve(state.take(), event);
-                    }
+                Ok((records, _)) if !records.is_empty() => {
+                    appends.extend(records);
                     pending.push((cmd, Pending::InLog));
                 }
-                Err(outcome) => {
+                other => {
+                    let outcome = match other {
+                        // Accepted, nothing changed: the answer is the current version.
+                        Ok((_, version)) => StoredOutcome::Accepted { version, position: Position::new() },
+                        Err(rejection) => StoredOutcome::Rejected { rejection },
+                    };
                     let applied = AppliedCommand { fingerprint: Some(cmd.fingerprint.clone()), at: cmd.at, outcome };
                     extras.push((cmd.id.clone(), applied.clone()));
                     pending.push((cmd, Pending::Known(replay(&applied, ""))));
@@ -136,7 +162,12 @@ impl Worker {
             let outcome = match p {
                 Pending::Known(o) => Some(o.clone()),
                 Pending::SameAs(i) => answers.get(*i).cloned().flatten(),
+                Pending::Later => None,
                 Pending::InLog => match self.store.applied(&cmd.id)? {
+                    Some(applied) if applied.outcome == StoredOutcome::InProgress => {
+                        self.still_in_progress(cmd, &mut sends)?;
+                        None
+                    }
                     Some(applied) => Some(replay(&applied, &cmd.fingerprint)),
                     // Fenced: the new owner decides it again and answers.
                     None if !owner => None,
@@ -154,19 +185,294 @@ impl Worker {
             };
             counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
-        let outcomes = pending
+        for ((cmd, _), outcome) in pending.iter().zip(&answers) {
+            if let (Some(notify), Some(outcome)) = (&cmd.notify, outcome)
+                && let Some(next) = self.notification(cmd, notify, outcome)?
+            {
+                sends.push(next);
+            }
+        }
+        let outcomes: Vec<OutcomeRecord> = pending
             .into_iter()
             .zip(answers)
             .filter_map(|((cmd, _), o)| {
-                o.map(|outcome| OutcomeRecord { command_id: cmd.id, reply_to: cmd.reply_to, outcome })
+                let outcome = o?;
+                match cmd.notify {
+                    // A failed claim step: the settle that abandoned the claim answers for it.
+                    Some(Notify::GtinClaim { .. }) if matches!(outcome, Outcome::Rejected { .. }) => None,
+                    Some(Notify::Answer { command_id, rejection }) => Some(OutcomeRecord {
+                        command_id,
+                        reply_to: cmd.reply_to,
+                        outcome: match outcome {
+                            Outcome::Accepted { .. } | Outcome::Rejected { .. } => Outcome::Rejected { rejection },
+                            other => other,
+                        },
+                    }),
+                    _ => Some(OutcomeRecord { command_id: cmd.id, reply_to: cmd.reply_to, outcome }),
+                }
             })
             .collect();
+        // What the batch caused goes out before the clients hear of it: a client's
+        // next command then finds the release or settle of a GTIN ahead of it in the
+        // GTIN's partition (a partition is first in, first out).
+        self.send_commands(sends).await?;
+        self.apply_effects().await?;
         self.answer(outcomes).await?;
         if let Some(e) = failure {
             return Err(e.into());
         }
         self.check_owner()
     }
+
+    /// Decides one command against the store plus the batch's earlier decisions.
+    fn decide(
+        &self,
+        overlay: &mut Overlay,
+        target: &Target,
+        ctx: &Context,
+        provenance: &Provenance,
+    ) -> Result<Decided, ProcessorError> {
+        let (writer, source) = (&self.writer, &self.shared.source);
+        Ok(match target {
+            Target::Product { sku, command } => {
+                let state = match overlay.products.entry(sku.clone()) {
+                    Entry::Occupied(e) => e.into_mut(),
+                    Entry::Vacant(e) => e.insert(self.store.product(sku)?),
+                };
+                match product::decide(state.as_ref(), sku, command, ctx) {
+                    Ok(events) => {
+                        let mut records = Vec::with_capacity(events.len());
+                        for (i, event) in events.iter().enumerate() {
+                            records.push(encode_product_event(event, i, writer, source, provenance)?);
+                            *state = product::evolve(state.take(), event);
+                        }
+                        Ok((records, state.as_ref().map_or(0, |p| p.version)))
+                    }
+                    Err(r) => Err(r),
+                }
+            }
+            Target::Gtin { gtin, command } => {
+                let state = match overlay.claims.entry(gtin.canonical()) {
+                    Entry::Occupied(e) => e.into_mut(),
+                    Entry::Vacant(e) => {
+                        let loaded = self.store.gtin_claim(e.key())?;
+                        e.insert(loaded)
+                    }
+                };
+                match gtin::decide(state.as_ref(), gtin, command, ctx) {
+                    Ok(events) => {
+                        let mut records = Vec::with_capacity(events.len());
+                        for (i, event) in events.iter().enumerate() {
+                            records.push(encode_gtin_event(event, i, writer, source, provenance)?);
+                            *state = Some(gtin::evolve(state.take(), event));
+                        }
+                        Ok((records, state.as_ref().map_or(0, |c| c.version)))
+                    }
+                    Err(r) => Err(r),
+                }
+            }
+            Target::Order { order_id, command } => {
+                let state = match overlay.orders.entry(order_id.clone()) {
+                    Entry::Occupied(e) => e.into_mut(),
+                    Entry::Vacant(e) => e.insert(self.store.order(order_id)?),
+                };
+                match order::decide(state.as_ref(), order_id, command, ctx) {
+                    Ok(events) => {
+                        let mut records = Vec::with_capacity(events.len());
+                        for (i, event) in events.iter().enumerate() {
+                            records.push(encode_order_event(event, i, writer, source, provenance)?);
+                            *state = Some(order::evolve(state.take(), event));
+                        }
+                        Ok((records, state.as_ref().map_or(0, |o| o.version)))
+                    }
+                    Err(r) => Err(r),
+                }
+            }
+        })
+    }
+
+    /// A command taken whose answer is not known yet: a GTIN claim goes (again) to
+    /// its product; an order phase's client is remembered to be answered at its end.
+    fn still_in_progress(&mut self, cmd: &CommandRecord, sends: &mut Vec<CommandRecord>) -> Result<(), ProcessorError> {
+        match &cmd.target {
+            Target::Gtin { gtin, command: GtinCommand::Claim { sku, command, expected_version } } => {
+                sends.push(CommandRecord {
+                    id: cmd.id.clone(),
+                    at: cmd.at,
+                    expected_version: *expected_version,
+                    fingerprint: cmd.fingerprint.clone(),
+                    reply_to: cmd.reply_to.clone(),
+                    target: Target::Product { sku: sku.clone(), command: command.clone() },
+                    notify: Some(Notify::GtinClaim { gtin: gtin.clone() }),
+                });
+            }
+            Target::Order { .. } => {
+                if let Some(r) = &cmd.reply_to {
+                    self.waiting.insert(cmd.id.clone(), r.clone());
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The message that tells a saga how its step ended.
+    fn notification(
+        &self,
+        cmd: &CommandRecord,
+        notify: &Notify,
+        outcome: &Outcome,
+    ) -> Result<Option<CommandRecord>, ProcessorError> {
+        let rejection = match outcome {
+            Outcome::Accepted { .. } => None,
+            Outcome::Rejected { rejection } => Some(rejection.clone()),
+            // Not decided: the saga asks again.
+            _ => return Ok(None),
+        };
+        let target = match (notify, &cmd.target) {
+            (Notify::GtinClaim { gtin }, Target::Product { sku, .. }) => {
+                // Confirmed only if the product now holds this GTIN through this claim.
+                let holds = rejection.is_none()
+                    && self.store.product_claim(sku)?.as_ref() == Some(&cmd.id)
+                    && self
+                        .store
+                        .product(sku)?
+                        .and_then(|p| p.details.gtin)
+                        .is_some_and(|g| g.canonical() == gtin.canonical());
+                Target::Gtin { gtin: gtin.clone(), command: GtinCommand::Settle { claim: cmd.id.clone(), holds } }
+            }
+            (Notify::OrderLine { order_id, line, step }, _) => Target::Order {
+                order_id: order_id.clone(),
+                command: OrderCommand::LineResult { line: *line, step: *step, rejection: rejection.clone() },
+            },
+            _ => return Ok(None),
+        };
+        let mut next = internal(derived_id(&cmd.id, "result")?, target, None);
+        if let (Notify::GtinClaim { .. }, Some(rejection)) = (notify, rejection) {
+            // The client hears of the rejection once the claim is abandoned.
+            next.reply_to = cmd.reply_to.clone();
+            next.notify = Some(Notify::Answer { command_id: cmd.id.clone(), rejection });
+        }
+        Ok(Some(next))
+    }
+
+    /// Acts on what folding found: answers the clients of order phases that ended,
+    /// asks products for the steps orders wait for, gives up GTINs products dropped.
+    pub(super) async fn apply_effects(&mut self) -> Result<(), ProcessorError> {
+        if self.effects.is_empty() {
+            return Ok(());
+        }
+        let effects = std::mem::take(&mut self.effects);
+        let mut outcomes = Vec::new();
+        for (id, outcome) in effects.completed {
+            if let Some(reply_to) = self.waiting.remove(&id) {
+                let applied = AppliedCommand { fingerprint: None, at: Timestamp(0), outcome };
+                outcomes.push(OutcomeRecord {
+                    command_id: id,
+                    reply_to: Some(reply_to),
+                    outcome: replay(&applied, ""),
+                });
+            }
+        }
+        let mut sends = Vec::new();
+        for id in effects.orders {
+            if let Some(order) = self.store.order(&id)? {
+                sends.extend(order_steps(&order));
+            }
+        }
+        for (gtin, sku, claim) in effects.releases {
+            let target = Target::Gtin { gtin, command: GtinCommand::Release { sku, claim: claim.clone() } };
+            sends.push(internal(derived_id(&claim, "release")?, target, None));
+        }
+        self.send_commands(sends).await?;
+        self.answer(outcomes).await
+    }
+
+    /// Forwards pending GTIN claims and asks again for the steps of unfinished orders:
+    /// after a crash anywhere, this is what finishes every saga.
+    pub(super) async fn resume_sagas(&mut self, older_than: Timestamp) -> Result<(), ProcessorError> {
+        let mut sends = Vec::new();
+        for (canonical, fingerprint) in self.store.pending_claims(10_000)? {
+            let Some(claim) = self.store.gtin_claim(&canonical)? else { continue };
+            let Some(p) = claim.pending else { continue };
+            if p.since > older_than {
+                continue;
+            }
+            sends.push(CommandRecord {
+                id: p.claim,
+                at: p.since,
+                expected_version: p.expected_version,
+                fingerprint,
+                reply_to: None,
+                target: Target::Product { sku: p.sku, command: p.command },
+                notify: Some(Notify::GtinClaim { gtin: claim.gtin }),
+            });
+        }
+        for id in self.store.active_orders(10_000)? {
+            if let Some(order) = self.store.order(&id)? {
+                sends.extend(order_steps(&order));
+            }
+        }
+        self.send_commands(sends).await
+    }
+
+    /// Appends commands to the partitions of `commands` that own them.
+    async fn send_commands(&self, sends: Vec<CommandRecord>) -> Result<(), ProcessorError> {
+        if sends.is_empty() {
+            return Ok(());
+        }
+        let log = log_of(self);
+        let mut by_partition: BTreeMap<Partition, Vec<Record>> = BTreeMap::new();
+        for cmd in sends {
+            let p = log.partition_for_key(Topic::Commands, cmd.target.key().as_bytes());
+            by_partition.entry(p).or_default().push(cmd.to_record(&self.shared.source, None)?);
+        }
+        let appends = by_partition.into_iter().map(|(p, records)| log.append(Topic::Commands, p, records));
+        for result in futures::future::join_all(appends).await {
+            result?;
+        }
+        Ok(())
+    }
+}
+
+/// The product commands an order's current phase waits for.
+fn order_steps(order: &Order) -> Vec<CommandRecord> {
+    order
+        .outstanding()
+        .into_iter()
+        .map(|req| {
+            let command = match req.step {
+                LineStep::Reserve => ProductCommand::Reserve {
+                    reservation_id: req.reservation_id,
+                    quantity: req.quantity,
+                    expires_at: req.expires_at,
+                    order_id: Some(order.order_id.clone()),
+                },
+                LineStep::Release => ProductCommand::ReleaseReservation { reservation_id: req.reservation_id },
+                LineStep::Confirm => ProductCommand::ConfirmReservation { reservation_id: req.reservation_id },
+            };
+            let notify = Notify::OrderLine { order_id: order.order_id.clone(), line: req.line, step: req.step };
+            internal(req.command_id, Target::Product { sku: req.sku, command }, Some(notify))
+        })
+        .collect()
+}
+
+/// A command the platform sends itself (no client waits for it).
+fn internal(id: CommandId, target: Target, notify: Option<Notify>) -> CommandRecord {
+    CommandRecord {
+        id,
+        at: Timestamp(time::now_ms()),
+        expected_version: None,
+        fingerprint: "internal".to_owned(),
+        reply_to: None,
+        target,
+        notify,
+    }
+}
+
+/// The id of a command that follows from `id` (deterministic: sent twice, applied once).
+fn derived_id(id: &CommandId, suffix: &str) -> Result<CommandId, ProcessorError> {
+    CommandId::parse(format!("{id}.{suffix}")).map_err(|e| ProcessorError::Internal(format!("derived command id: {e}")))
 }
 
 /// The answer to a command that was already decided: its recorded outcome, unless
@@ -180,5 +486,6 @@ fn replay(applied: &AppliedCommand, fingerprint: &str) -> Outcome {
             Outcome::Accepted { version: *version, position: position.to_string() }
         }
         StoredOutcome::Rejected { rejection } => Outcome::Rejected { rejection: rejection.clone() },
+        StoredOutcome::InProgress => Outcome::Unavailable { reason: "still in progress; ask again".into() },
     }
 }

@@ -10,7 +10,10 @@
 //!    (a zombie wrote it);
 //! 3. a product event applies only at the product's version + 1.
 
-use stockroom_domain::product::{VersionCheck, check_version, evolve};
+use stockroom_domain::gtin::{self, GtinEvent};
+use stockroom_domain::order::{self, OrderEvent, OrderStatus};
+use stockroom_domain::product::{DetailField, ProductEvent, ProductEventBody, VersionCheck, check_version, evolve};
+use stockroom_domain::{CommandId, Rejection};
 use stockroom_topics::events::{LogEntry, decode_entry, envelope_of, provenance_of};
 use stockroom_topics::{Admission, Position, StoredRecord};
 use tracing::{debug, warn};
@@ -72,6 +75,14 @@ fn fold_one(
     let event = match decode_entry(&env, record) {
         Ok(LogEntry::Product(event)) => event,
         Ok(LogEntry::Fence(_)) => return Ok(()),
+        Ok(LogEntry::Gtin(event)) => {
+            let fingerprint = provenance_of(&env, record).fingerprint;
+            return fold_gtin(changes, record, &event, fingerprint.as_deref());
+        }
+        Ok(LogEntry::Order(event)) => {
+            let fingerprint = provenance_of(&env, record).fingerprint;
+            return fold_order(changes, record, &event, fingerprint);
+        }
         Err(e) => {
             unreadable.push(Unreadable { record: record.clone(), reason: e.to_string() });
             return Ok(());
@@ -89,6 +100,7 @@ fn fold_one(
             return Ok(());
         }
     }
+    let before_gtin = before.as_ref().and_then(|p| p.details.gtin.clone());
     let old_expiry = before.as_ref().and_then(|p| p.next_expiry());
     let Some(after) = evolve(before, &event) else {
         return Ok(());
@@ -102,6 +114,7 @@ fn fold_one(
             changes.add_expiry(at, &event.sku);
         }
     }
+    track_gtin(changes, before_gtin, &after, &event)?;
     let provenance = provenance_of(&env, record);
     if let Some(o) = provenance.command_offset {
         changes.meta.last_command_offset = Some(changes.meta.last_command_offset.map_or(o, |l| l.max(o)));
@@ -117,5 +130,122 @@ fn fold_one(
         },
     )?;
     changes.put_product(after);
+    Ok(())
+}
+
+/// Keeps the claim through which a product holds its GTIN: the command of the event
+/// that gave it the GTIN (that command was the claim). A product that changed or
+/// cleared its GTIN gives the old claim up.
+fn track_gtin(
+    changes: &mut Changes<'_>,
+    before: Option<stockroom_domain::Gtin>,
+    after: &stockroom_domain::product::Product,
+    event: &ProductEvent,
+) -> Result<(), StoreError> {
+    let sets_gtin = match &event.body {
+        ProductEventBody::ProductRegistered { details, .. } => details.gtin.is_some(),
+        ProductEventBody::DetailsUpdated { changed, .. } => changed.contains(&DetailField::Gtin),
+        _ => false,
+    };
+    if !sets_gtin {
+        return Ok(());
+    }
+    if let Some(old) = before
+        && let Some(claim) = changes.product_claim(&event.sku)?
+    {
+        changes.effects.releases.push((old, event.sku.clone(), claim));
+    }
+    let claim = after.details.gtin.as_ref().map(|_| &event.command_id);
+    changes.set_product_claim(&event.sku, claim)
+}
+
+/// The position just after `record`: the read-your-writes token of what it caused.
+fn position_after(record: &StoredRecord) -> Position {
+    let mut position = Position::new();
+    position.set(record.partition, stockroom_topics::Offset(record.offset.0 + 1));
+    position
+}
+
+fn fold_gtin(
+    changes: &mut Changes<'_>,
+    record: &StoredRecord,
+    event: &GtinEvent,
+    fingerprint: Option<&str>,
+) -> Result<(), StoreError> {
+    let canonical = event.gtin.canonical();
+    let before = changes.gtin_claim(&canonical)?.cloned();
+    let current = before.as_ref().map_or(0, |c| c.version);
+    if event.version != current + 1 {
+        debug!(partition = record.partition.0, offset = record.offset.0, gtin = %canonical, version = event.version, current, "skipped GTIN event out of sequence");
+        return Ok(());
+    }
+    let after = gtin::evolve(before, event);
+    // A claim is answered by the product it is for; until then the claim command is
+    // "in progress" (a retry of it is forwarded again).
+    let outcome = match &event.body {
+        gtin::GtinEventBody::GtinClaimed { .. } => StoredOutcome::InProgress,
+        _ => StoredOutcome::Accepted { version: event.version, position: position_after(record) },
+    };
+    changes.record_command(
+        &event.command_id,
+        &AppliedCommand { fingerprint: fingerprint.map(str::to_owned), at: event.at, outcome },
+    )?;
+    changes.put_gtin_claim(after, fingerprint.or(Some("")));
+    Ok(())
+}
+
+fn fold_order(
+    changes: &mut Changes<'_>,
+    record: &StoredRecord,
+    event: &OrderEvent,
+    fingerprint: Option<String>,
+) -> Result<(), StoreError> {
+    let before = changes.order(&event.order_id)?.cloned();
+    let current = before.as_ref().map_or(0, |o| o.version);
+    if event.version != current + 1 {
+        debug!(partition = record.partition.0, offset = record.offset.0, order = %event.order_id, version = event.version, current, "skipped order event out of sequence");
+        return Ok(());
+    }
+    let after = order::evolve(before, event);
+    let position = position_after(record);
+    let accepted = StoredOutcome::Accepted { version: event.version, position };
+    // The command of this event: a phase start waits for the lines; anything else
+    // (a line's result) is done. A later event of the same command overwrites this.
+    let own = if after.status.is_settled() || event.ends_phase() {
+        accepted.clone()
+    } else if matches!(
+        event.body,
+        order::OrderEventBody::OrderPlaced { .. }
+            | order::OrderEventBody::OrderConfirming
+            | order::OrderEventBody::OrderCancelling
+    ) {
+        StoredOutcome::InProgress
+    } else {
+        accepted.clone()
+    };
+    changes.record_command(&event.command_id, &AppliedCommand { fingerprint, at: event.at, outcome: own })?;
+    if event.ends_phase() {
+        let outcome = match (&after.status, &after.failure) {
+            (OrderStatus::Rejected, Some(f)) => StoredOutcome::Rejected {
+                rejection: Rejection::OrderRejected {
+                    order_id: after.order_id.clone(),
+                    line: f.line,
+                    sku: f.sku.clone(),
+                    reason: Box::new(f.rejection.clone()),
+                },
+            },
+            _ => accepted,
+        };
+        let phase: CommandId = after.phase_command.clone();
+        // Keep what the phase's request was, so a reused idempotency key is still caught.
+        let (fingerprint, at) = match changes.applied(&phase)? {
+            Some(a) => (a.fingerprint, a.at),
+            None => (None, event.at),
+        };
+        changes.record_command(&phase, &AppliedCommand { fingerprint, at, outcome: outcome.clone() })?;
+        changes.effects.completed.push((phase, outcome));
+    }
+    changes.effects.orders.insert(after.order_id.clone());
+    changes.put_order(after);
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! One partition's worker: catch up, fence, then decide → append → fold → answer.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,10 +16,14 @@ use super::fold::{Unreadable, fold};
 use super::health::PartitionState;
 use super::{ProcessorError, Shared};
 use crate::protocol::{CommandRecord, OutcomeRecord};
-use crate::store::{AppliedCommand, Meta, PartitionStore};
+use crate::store::{AppliedCommand, Effects, Meta, PartitionStore};
 
 /// How many log records one fold step takes.
 const FOLD_BATCH: usize = 4096;
+
+/// How often unfinished sagas (pending GTIN claims, orders between steps) are asked
+/// for their next step again; a step lost in a crash is repeated within this.
+const SAGA_RESUME_INTERVAL: Duration = Duration::from_secs(3);
 
 pub(crate) struct Worker {
     pub(super) shared: Arc<Shared>,
@@ -27,6 +32,10 @@ pub(crate) struct Worker {
     events: LogReader,
     pub(super) meta: Meta,
     pub(super) writer: Writer,
+    /// What folding asked for and the worker has not done yet (see `apply_effects`).
+    pub(super) effects: Effects,
+    /// Clients waiting for an order phase to end: command id → reply address.
+    pub(super) waiting: HashMap<CommandId, String>,
 }
 
 impl Worker {
@@ -35,8 +44,16 @@ impl Worker {
         let store = shared.store.partition(partition)?;
         let meta = store.meta()?;
         let events = shared.log.reader(Topic::Events, &[(partition, meta.events_next)])?;
-        let mut worker =
-            Worker { writer: Writer { epoch: 0, owner: shared.owner.clone() }, shared, partition, store, events, meta };
+        let mut worker = Worker {
+            writer: Writer { epoch: 0, owner: shared.owner.clone() },
+            shared,
+            partition,
+            store,
+            events,
+            meta,
+            effects: Effects::default(),
+            waiting: HashMap::new(),
+        };
         let end = worker.shared.log.end_offset(Topic::Events, partition).await?;
         worker.catch_up_to(end, Vec::new(), None).await?;
 
@@ -58,6 +75,10 @@ impl Worker {
         self.shared.health.set(self.partition, PartitionState::Serving);
         let mut next_sweep = Instant::now();
         let mut next_purge = Instant::now() + Duration::from_secs(60);
+        // What the catch-up found: unfinished sagas are driven on at once.
+        self.apply_effects().await?;
+        self.resume_sagas(Timestamp(i64::MAX)).await?;
+        let mut next_resume = Instant::now() + SAGA_RESUME_INTERVAL;
         loop {
             let records = tokio::select! {
                 biased;
@@ -74,6 +95,11 @@ impl Worker {
             if Instant::now() >= next_sweep {
                 self.expire_due().await?;
                 next_sweep = Instant::now() + self.shared.config.expiry_interval;
+            }
+            if Instant::now() >= next_resume {
+                let older_than = Timestamp(time::now_ms() - SAGA_RESUME_INTERVAL.as_millis() as i64);
+                self.resume_sagas(older_than).await?;
+                next_resume = Instant::now() + SAGA_RESUME_INTERVAL;
             }
             if Instant::now() >= next_purge {
                 self.purge_applied()?;
@@ -127,6 +153,7 @@ impl Worker {
             let mut changes = self.store.changes()?;
             let mut unreadable = Vec::new();
             fold(&mut changes, &records, &mut unreadable)?;
+            let effects = std::mem::take(&mut changes.effects);
             if changes.meta.events_next >= end
                 && let Some(extras) = extras.take()
             {
@@ -138,6 +165,7 @@ impl Worker {
                 }
             }
             self.meta = changes.commit()?;
+            self.effects.append(effects);
             self.dead_letter(Topic::Events, unreadable).await?;
         }
     }

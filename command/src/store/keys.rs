@@ -1,12 +1,17 @@
 //! Key layout of a partition tree (see the table in `store/mod.rs`).
 
-use stockroom_domain::{CommandId, Sku, Timestamp};
+use stockroom_domain::{CommandId, OrderId, Sku, Timestamp};
 
 pub const META: &[u8] = b"m";
 pub const PRODUCT: u8 = b'p';
 pub const COMMAND: u8 = b'c';
 pub const COMMAND_BY_TIME: u8 = b't';
 pub const EXPIRY: u8 = b'x';
+pub const GTIN: u8 = b'g';
+pub const PRODUCT_CLAIM: u8 = b'G';
+pub const PENDING_CLAIM: u8 = b'q';
+pub const ORDER: u8 = b'o';
+pub const ACTIVE_ORDER: u8 = b'a';
 
 /// A timestamp as 8 bytes that sort like the number (sign bit flipped).
 pub fn time_bytes(at: Timestamp) -> [u8; 8] {
@@ -15,6 +20,26 @@ pub fn time_bytes(at: Timestamp) -> [u8; 8] {
 
 pub fn product(sku: &Sku) -> Vec<u8> {
     prefixed(PRODUCT, sku.as_str().as_bytes())
+}
+
+pub fn gtin(canonical: &str) -> Vec<u8> {
+    prefixed(GTIN, canonical.as_bytes())
+}
+
+pub fn product_claim(sku: &Sku) -> Vec<u8> {
+    prefixed(PRODUCT_CLAIM, sku.as_str().as_bytes())
+}
+
+pub fn pending_claim(canonical: &str) -> Vec<u8> {
+    prefixed(PENDING_CLAIM, canonical.as_bytes())
+}
+
+pub fn order(id: &OrderId) -> Vec<u8> {
+    prefixed(ORDER, id.as_str().as_bytes())
+}
+
+pub fn active_order(id: &OrderId) -> Vec<u8> {
+    prefixed(ACTIVE_ORDER, id.as_str().as_bytes())
 }
 
 pub fn command(id: &CommandId) -> Vec<u8> {

@@ -10,6 +10,11 @@
 //! | `c` + command id                     | [`AppliedCommand`]: its outcome, for retries and idempotency keys |
 //! | `t` + time (8 bytes BE) + command id | index of `c` entries by time, to expire them  |
 //! | `x` + deadline (8 bytes BE) + SKU    | products with a reservation due at that time  |
+//! | `g` + canonical GTIN                 | the GTIN's claim state                        |
+//! | `q` + canonical GTIN                 | index of pending claims (value: request fingerprint) |
+//! | `G` + SKU                            | the claim (command id) through which the product holds its GTIN |
+//! | `o` + order id                       | the order saga's state                        |
+//! | `a` + order id                       | index of orders whose saga is between steps   |
 //!
 //! A batch of changes (the fold of some events, plus the outcomes of rejected
 //! commands and the new offsets) is written with one `apply_batch`, which sled
@@ -21,7 +26,7 @@
 mod keys;
 mod partition;
 
-pub use partition::{AppliedCommand, Changes, Meta, PartitionStore, StoredOutcome};
+pub use partition::{AppliedCommand, Changes, Effects, Meta, PartitionStore, StoredOutcome};
 
 use std::path::Path;
 

@@ -1,8 +1,10 @@
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use stockroom_domain::gtin::GtinClaim;
+use stockroom_domain::order::Order;
 use stockroom_domain::product::Product;
-use stockroom_domain::{CommandId, Rejection, Sku, Timestamp};
+use stockroom_domain::{CommandId, Gtin, OrderId, Rejection, Sku, Timestamp};
 use stockroom_topics::{FenceTracker, Offset, Partition, Position};
 
 use super::StoreError;
@@ -28,8 +30,39 @@ pub struct Meta {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum StoredOutcome {
-    Accepted { version: u64, position: Position },
-    Rejected { rejection: Rejection },
+    Accepted {
+        version: u64,
+        position: Position,
+    },
+    Rejected {
+        rejection: Rejection,
+    },
+    /// Taken, but its answer comes later: a GTIN claim waiting for its product
+    /// command, or an order phase waiting for its lines.
+    InProgress,
+}
+
+/// What folding some events asks the worker to do once they are committed.
+#[derive(Debug, Default)]
+pub struct Effects {
+    /// Commands whose answer became known by folding (an order phase ended).
+    pub completed: Vec<(CommandId, StoredOutcome)>,
+    /// Orders whose state moved: their outstanding steps are sent (again).
+    pub orders: BTreeSet<OrderId>,
+    /// Claims given up by products that changed or cleared their GTIN.
+    pub releases: Vec<(Gtin, Sku, CommandId)>,
+}
+
+impl Effects {
+    pub fn is_empty(&self) -> bool {
+        self.completed.is_empty() && self.orders.is_empty() && self.releases.is_empty()
+    }
+
+    pub fn append(&mut self, other: Effects) {
+        self.completed.extend(other.completed);
+        self.orders.extend(other.orders);
+        self.releases.extend(other.releases);
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,6 +95,46 @@ impl PartitionStore {
 
     pub fn product(&self, sku: &Sku) -> Result<Option<Product>, StoreError> {
         self.get_json(&keys::product(sku))
+    }
+
+    /// The claim state of a GTIN, by its canonical form.
+    pub fn gtin_claim(&self, canonical: &str) -> Result<Option<GtinClaim>, StoreError> {
+        self.get_json(&keys::gtin(canonical))
+    }
+
+    /// The claim through which a product holds its GTIN.
+    pub fn product_claim(&self, sku: &Sku) -> Result<Option<CommandId>, StoreError> {
+        self.get_json(&keys::product_claim(sku))
+    }
+
+    pub fn order(&self, id: &OrderId) -> Result<Option<Order>, StoreError> {
+        self.get_json(&keys::order(id))
+    }
+
+    /// Pending GTIN claims (canonical GTIN, request fingerprint), at most `limit`.
+    pub fn pending_claims(&self, limit: usize) -> Result<Vec<(String, String)>, StoreError> {
+        self.tree
+            .scan_prefix([keys::PENDING_CLAIM])
+            .take(limit)
+            .map(|item| {
+                let (k, v) = item?;
+                Ok((String::from_utf8_lossy(&k[1..]).into_owned(), String::from_utf8_lossy(&v).into_owned()))
+            })
+            .collect()
+    }
+
+    /// Orders whose saga is between steps (not settled), at most `limit`.
+    pub fn active_orders(&self, limit: usize) -> Result<Vec<OrderId>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.tree.scan_prefix([keys::ACTIVE_ORDER]).take(limit) {
+            let (k, _) = item?;
+            let id = std::str::from_utf8(&k[1..])
+                .ok()
+                .and_then(|s| OrderId::parse(s).ok())
+                .ok_or_else(|| StoreError::Corrupt { key: format!("{k:?}"), reason: "bad order key".into() })?;
+            out.push(id);
+        }
+        Ok(out)
     }
 
     pub fn applied(&self, id: &CommandId) -> Result<Option<AppliedCommand>, StoreError> {
@@ -113,7 +186,12 @@ impl PartitionStore {
             meta: self.meta()?,
             products: HashMap::new(),
             dirty: HashSet::new(),
+            claims: HashMap::new(),
+            orders: HashMap::new(),
+            product_claims: HashMap::new(),
+            recorded: HashMap::new(),
             batch: sled::Batch::default(),
+            effects: Effects::default(),
         })
     }
 
@@ -135,7 +213,15 @@ pub struct Changes<'a> {
     /// Products read or written so far; `dirty` are the written ones.
     products: HashMap<Sku, Option<Product>>,
     dirty: HashSet<Sku>,
+    /// GTIN claims and orders read or written so far (all written on commit).
+    claims: HashMap<String, Option<GtinClaim>>,
+    orders: HashMap<OrderId, Option<Order>>,
+    /// Product claims and command outcomes written so far, so later records of the
+    /// same batch see them.
+    product_claims: HashMap<Sku, Option<CommandId>>,
+    recorded: HashMap<CommandId, AppliedCommand>,
     batch: sled::Batch,
+    pub effects: Effects,
 }
 
 impl Changes<'_> {
@@ -153,9 +239,71 @@ impl Changes<'_> {
         self.products.insert(product.sku.clone(), Some(product));
     }
 
+    pub fn gtin_claim(&mut self, canonical: &str) -> Result<Option<&GtinClaim>, StoreError> {
+        if !self.claims.contains_key(canonical) {
+            let loaded = self.store.gtin_claim(canonical)?;
+            self.claims.insert(canonical.to_owned(), loaded);
+        }
+        Ok(self.claims.get(canonical).and_then(Option::as_ref))
+    }
+
+    /// Stores a claim and keeps the index of pending claims (with the fingerprint of
+    /// the request that made it, for forwarding it again).
+    pub fn put_gtin_claim(&mut self, claim: GtinClaim, fingerprint: Option<&str>) {
+        let canonical = claim.gtin.canonical();
+        match (&claim.pending, fingerprint) {
+            (Some(_), Some(f)) => self.batch.insert(keys::pending_claim(&canonical), f.as_bytes()),
+            (Some(_), None) => {}
+            (None, _) => self.batch.remove(keys::pending_claim(&canonical)),
+        }
+        self.claims.insert(canonical, Some(claim));
+    }
+
+    pub fn product_claim(&self, sku: &Sku) -> Result<Option<CommandId>, StoreError> {
+        match self.product_claims.get(sku) {
+            Some(c) => Ok(c.clone()),
+            None => self.store.product_claim(sku),
+        }
+    }
+
+    pub fn set_product_claim(&mut self, sku: &Sku, claim: Option<&CommandId>) -> Result<(), StoreError> {
+        match claim {
+            Some(c) => self.batch.insert(keys::product_claim(sku), to_json(c)?),
+            None => self.batch.remove(keys::product_claim(sku)),
+        }
+        self.product_claims.insert(sku.clone(), claim.cloned());
+        Ok(())
+    }
+
+    /// A command's recorded outcome as of these changes.
+    pub fn applied(&self, id: &CommandId) -> Result<Option<AppliedCommand>, StoreError> {
+        match self.recorded.get(id) {
+            Some(a) => Ok(Some(a.clone())),
+            None => self.store.applied(id),
+        }
+    }
+
+    pub fn order(&mut self, id: &OrderId) -> Result<Option<&Order>, StoreError> {
+        if !self.orders.contains_key(id) {
+            let loaded = self.store.order(id)?;
+            self.orders.insert(id.clone(), loaded);
+        }
+        Ok(self.orders.get(id).and_then(Option::as_ref))
+    }
+
+    pub fn put_order(&mut self, order: Order) {
+        if order.status.is_settled() {
+            self.batch.remove(keys::active_order(&order.order_id));
+        } else {
+            self.batch.insert(keys::active_order(&order.order_id), &[]);
+        }
+        self.orders.insert(order.order_id.clone(), Some(order));
+    }
+
     pub fn record_command(&mut self, id: &CommandId, applied: &AppliedCommand) -> Result<(), StoreError> {
         self.batch.insert(keys::command(id), to_json(applied)?);
         self.batch.insert(keys::command_by_time(applied.at, id), id.as_str().as_bytes());
+        self.recorded.insert(id.clone(), applied.clone());
         Ok(())
     }
 
@@ -172,6 +320,16 @@ impl Changes<'_> {
         for sku in self.dirty.drain() {
             if let Some(Some(p)) = self.products.get(&sku) {
                 self.batch.insert(keys::product(&sku), to_json(p)?);
+            }
+        }
+        for (canonical, claim) in &self.claims {
+            if let Some(c) = claim {
+                self.batch.insert(keys::gtin(canonical), to_json(c)?);
+            }
+        }
+        for (id, order) in &self.orders {
+            if let Some(o) = order {
+                self.batch.insert(keys::order(id), to_json(o)?);
             }
         }
         self.batch.insert(keys::META, to_json(&self.meta)?);

@@ -22,18 +22,24 @@ use tokio::sync::watch;
 use utoipa::OpenApi;
 
 use crate::catalog::{Catalog, SearchError, SearchRequest, SearchResponse, Sort};
+use crate::orders::{LineFailureView, OrderBook, OrderLineView, OrderView};
 use crate::view::ProductView;
 
 #[derive(Clone)]
 pub struct QueryApi {
     pub catalog: Arc<Catalog>,
+    pub orders: Arc<OrderBook>,
     pub applied: watch::Receiver<Position>,
     /// How long a read waits for `Stockroom-Min-Position`.
     pub read_timeout: Duration,
 }
 
 pub fn router(api: QueryApi) -> Router {
-    Router::new().route("/products/{sku}", get(get_product)).route("/search", get(search)).with_state(api)
+    Router::new()
+        .route("/products/{sku}", get(get_product))
+        .route("/search", get(search))
+        .route("/orders/{id}", get(get_order))
+        .with_state(api)
 }
 
 impl QueryApi {
@@ -87,6 +93,33 @@ async fn get_product(State(api): State<QueryApi>, Path(sku): Path<String>, heade
             r
         }
         Ok(Ok(None)) => Problem::new(StatusCode::NOT_FOUND, "not-found", "no such product").into_response(),
+        Ok(Err(e)) => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()).into_response(),
+        Err(e) => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()).into_response(),
+    };
+    with_position(response, &position)
+}
+
+#[utoipa::path(get, path = "/orders/{id}", tag = "orders",
+    params(("id" = String, Path), ("Stockroom-Min-Position" = Option<String>, Header, description = "wait until the view has applied this token")),
+    responses((status = 200, body = OrderView), (status = 404, body = Problem), (status = 503, description = "view not caught up", body = Problem)))]
+async fn get_order(State(api): State<QueryApi>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+    let position = match api.wait_for(&headers).await {
+        Ok(p) => p,
+        Err(p) => return p.into_response(),
+    };
+    let orders = api.orders.clone();
+    let found = tokio::task::spawn_blocking(move || orders.get(&id)).await;
+    let response = match found {
+        Ok(Ok(Some(order))) => {
+            let view = OrderView::from(&order);
+            let etag = HeaderValue::from_str(&format!("\"{}\"", view.version));
+            let mut r = axum::Json(view).into_response();
+            if let Ok(etag) = etag {
+                r.headers_mut().insert(header::ETAG, etag);
+            }
+            r
+        }
+        Ok(Ok(None)) => Problem::new(StatusCode::NOT_FOUND, "not-found", "no such order").into_response(),
         Ok(Err(e)) => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()).into_response(),
         Err(e) => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()).into_response(),
     };
@@ -173,6 +206,8 @@ fn search_problem(e: SearchError) -> Problem {
 }
 
 #[derive(OpenApi)]
-#[openapi(paths(get_product, search), components(schemas(Problem, ProductView, SearchResponse)),
-    tags((name = "catalog", description = "the searchable product catalog, built from the event log")))]
+#[openapi(paths(get_product, search, get_order),
+    components(schemas(Problem, ProductView, SearchResponse, OrderView, OrderLineView, LineFailureView)),
+    tags((name = "catalog", description = "the searchable product catalog, built from the event log"),
+        (name = "orders", description = "orders as the log has them (the orders view)")))]
 pub struct QueryApiDoc;
