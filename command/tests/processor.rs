@@ -1,104 +1,19 @@
 //! The command processor on a real embedded log (sled files in a temp dir): the
 //! protocol's promises, one test each.
 
-use std::path::Path;
 use std::time::Duration;
 
-use stockroom_command::client::{CommandClient, Submitted};
-use stockroom_command::processor::{Processor, ProcessorConfig};
+use stockroom_command::client::Submitted;
 use stockroom_command::protocol::{CommandRecord, Outcome, Target};
-use stockroom_command::store::StateStore;
 use stockroom_domain::order::{OrderCommand, OrderLine};
 use stockroom_domain::product::{DetailsPatch, NewProduct, Patch, ProductCommand};
 use stockroom_domain::testsuite::{receive, register, reserve};
 use stockroom_domain::{CommandId, Gtin, OrderId, Quantity, Rejection, Sku, Timestamp};
 use stockroom_topics::{EmbeddedLog, EventLog, Partition, Topic, TopicNames, time};
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
-const PARTITIONS: u32 = 2;
+mod common;
 
-struct Node {
-    client: CommandClient,
-    log: EventLog,
-    tracker: TaskTracker,
-    cancel: CancellationToken,
-}
-
-async fn start_with(log: EventLog, state_dir: &Path, node_id: &str) -> Node {
-    start_serving(log, state_dir, node_id, (0..PARTITIONS).collect()).await
-}
-
-/// A node whose processor serves only `partitions` (the others' commands wait in the log).
-async fn start_serving(log: EventLog, state_dir: &Path, node_id: &str, partitions: Vec<u32>) -> Node {
-    let tracker = TaskTracker::new();
-    let cancel = CancellationToken::new();
-    let store = StateStore::open(state_dir).unwrap();
-    let config = ProcessorConfig { node_id: node_id.into(), ..Default::default() };
-    let processor = Processor::new(log.clone(), store, config);
-    let client = CommandClient::start(log.clone(), node_id, &tracker, cancel.clone()).await.unwrap();
-    processor.spawn(partitions.into_iter().map(Partition), &tracker, cancel.clone());
-    let health = processor.health();
-    for _ in 0..500 {
-        if health.ready() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(health.ready(), "processor never became ready: {:?}", health.snapshot());
-    Node { client, log, tracker, cancel }
-}
-
-fn open_log(dir: &Path) -> EventLog {
-    let _ = tracing_subscriber::fmt().with_env_filter("debug,sled=warn").with_test_writer().try_init();
-    EventLog::embedded(EmbeddedLog::open(&dir.join("log"), TopicNames::default(), Some(PARTITIONS)).unwrap())
-}
-
-async fn start(dir: &Path) -> Node {
-    start_with(open_log(dir), &dir.join("state"), "test").await
-}
-
-impl Node {
-    async fn stop(self) {
-        self.cancel.cancel();
-        self.tracker.close();
-        self.tracker.wait().await;
-        self.log.close().await.unwrap();
-    }
-
-    async fn send_as(&self, id: &str, fingerprint: &str, sku: &str, command: ProductCommand) -> Outcome {
-        let target = Target::Product { sku: Sku::parse(sku).unwrap(), command };
-        self.send_target(id, fingerprint, target).await
-    }
-
-    /// Sends as the HTTP API does: routed (a command setting a GTIN goes to its claim first).
-    async fn send_target(&self, id: &str, fingerprint: &str, target: Target) -> Outcome {
-        let cmd = CommandRecord {
-            id: CommandId::parse(id).unwrap(),
-            at: Timestamp(time::now_ms()),
-            expected_version: None,
-            fingerprint: fingerprint.into(),
-            reply_to: Some(self.client.reply_to().to_owned()),
-            target: target.routed(None),
-            notify: None,
-        };
-        match self.client.submit(cmd, None, Duration::from_secs(10)).await.unwrap() {
-            Submitted::Done(o) => o,
-            Submitted::Pending => panic!("no outcome within 10 s"),
-        }
-    }
-
-    async fn send(&self, id: &str, sku: &str, command: ProductCommand) -> Outcome {
-        self.send_as(id, "fp", sku, command).await
-    }
-}
-
-fn version(o: &Outcome) -> u64 {
-    match o {
-        Outcome::Accepted { version, .. } => *version,
-        other => panic!("expected accepted, got {other:?}"),
-    }
-}
+use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accepts_rejects_and_versions() {

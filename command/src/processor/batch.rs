@@ -16,6 +16,9 @@ use super::worker::{Worker, log_of};
 use crate::protocol::{CommandRecord, Notify, Outcome, OutcomeRecord, Target};
 use crate::store::{AppliedCommand, StoredOutcome};
 
+/// How long an owed GTIN release keeps being sent again by the resume sweep.
+const RELEASE_RESEND_WINDOW_MS: i64 = 60_000;
+
 /// A decoded command and where it came from.
 pub(crate) struct Incoming {
     /// Its offset in `commands`; `None` for commands the processor issues itself.
@@ -413,7 +416,26 @@ impl Worker {
                 sends.extend(order_steps(&order));
             }
         }
-        self.send_commands(sends).await
+        // Releases are sent again until they are older than a minute: a release is
+        // idempotent (it names the claim it ends), so sending it twice is harmless.
+        let settled_before = Timestamp(time::now_ms() - RELEASE_RESEND_WINDOW_MS);
+        let mut forget = Vec::new();
+        for r in self.store.owed_releases(10_000)? {
+            if r.since > older_than {
+                continue;
+            }
+            if r.since <= settled_before {
+                forget.push(r.claim.clone());
+            }
+            let target =
+                Target::Gtin { gtin: r.gtin, command: GtinCommand::Release { sku: r.sku, claim: r.claim.clone() } };
+            sends.push(internal(derived_id(&r.claim, "release")?, target, None));
+        }
+        self.send_commands(sends).await?;
+        if !forget.is_empty() {
+            self.store.forget_releases(&forget)?;
+        }
+        Ok(())
     }
 
     /// Appends commands to the partitions of `commands` that own them.

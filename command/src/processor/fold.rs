@@ -18,7 +18,7 @@ use stockroom_topics::events::{LogEntry, decode_entry, envelope_of, provenance_o
 use stockroom_topics::{Admission, Position, StoredRecord};
 use tracing::{debug, warn};
 
-use crate::store::{AppliedCommand, Changes, StoreError, StoredOutcome};
+use crate::store::{AppliedCommand, Changes, OwedRelease, StoreError, StoredOutcome};
 
 /// A record that could not be folded, for the dead-letter topic.
 #[derive(Debug)]
@@ -153,7 +153,7 @@ fn track_gtin(
     if let Some(old) = before
         && let Some(claim) = changes.product_claim(&event.sku)?
     {
-        changes.effects.releases.push((old, event.sku.clone(), claim));
+        changes.owe_release(OwedRelease { gtin: old, sku: event.sku.clone(), claim, since: event.at })?;
     }
     let claim = after.details.gtin.as_ref().map(|_| &event.command_id);
     changes.set_product_claim(&event.sku, claim)

@@ -12,6 +12,7 @@ pub const PRODUCT_CLAIM: u8 = b'G';
 pub const PENDING_CLAIM: u8 = b'q';
 pub const ORDER: u8 = b'o';
 pub const ACTIVE_ORDER: u8 = b'a';
+pub const OWED_RELEASE: u8 = b'r';
 
 /// A timestamp as 8 bytes that sort like the number (sign bit flipped).
 pub fn time_bytes(at: Timestamp) -> [u8; 8] {
@@ -40,6 +41,10 @@ pub fn order(id: &OrderId) -> Vec<u8> {
 
 pub fn active_order(id: &OrderId) -> Vec<u8> {
     prefixed(ACTIVE_ORDER, id.as_str().as_bytes())
+}
+
+pub fn owed_release(claim: &CommandId) -> Vec<u8> {
+    prefixed(OWED_RELEASE, claim.as_str().as_bytes())
 }
 
 pub fn command(id: &CommandId) -> Vec<u8> {

@@ -15,6 +15,7 @@
 //! | `G` + SKU                            | the claim (command id) through which the product holds its GTIN |
 //! | `o` + order id                       | the order saga's state                        |
 //! | `a` + order id                       | index of orders whose saga is between steps   |
+//! | `r` + claim (command id)             | [`OwedRelease`]: a GTIN this partition's product gave up, to release (again) |
 //!
 //! A batch of changes (the fold of some events, plus the outcomes of rejected
 //! commands and the new offsets) is written with one `apply_batch`, which sled
@@ -26,7 +27,7 @@
 mod keys;
 mod partition;
 
-pub use partition::{AppliedCommand, Changes, Effects, Meta, PartitionStore, StoredOutcome};
+pub use partition::{AppliedCommand, Changes, Effects, Meta, OwedRelease, PartitionStore, StoredOutcome};
 
 use std::path::Path;
 

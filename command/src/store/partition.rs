@@ -53,6 +53,19 @@ pub struct Effects {
     pub releases: Vec<(Gtin, Sku, CommandId)>,
 }
 
+/// A GTIN a product of this partition gave up (changed or cleared): its release is
+/// sent after the fold, and sent again by the resume sweep until it is old enough
+/// to have surely arrived (`resume_sagas`), so a crash between the fold and the
+/// send does not leave the GTIN held for good.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwedRelease {
+    pub gtin: Gtin,
+    pub sku: Sku,
+    pub claim: CommandId,
+    /// When the product gave it up (its event's time).
+    pub since: Timestamp,
+}
+
 impl Effects {
     pub fn is_empty(&self) -> bool {
         self.completed.is_empty() && self.orders.is_empty() && self.releases.is_empty()
@@ -121,6 +134,29 @@ impl PartitionStore {
                 Ok((String::from_utf8_lossy(&k[1..]).into_owned(), String::from_utf8_lossy(&v).into_owned()))
             })
             .collect()
+    }
+
+    /// Releases owed, at most `limit`.
+    pub fn owed_releases(&self, limit: usize) -> Result<Vec<OwedRelease>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.tree.scan_prefix([keys::OWED_RELEASE]).take(limit) {
+            let (k, v) = item?;
+            out.push(serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt {
+                key: String::from_utf8_lossy(&k).into_owned(),
+                reason: e.to_string(),
+            })?);
+        }
+        Ok(out)
+    }
+
+    /// Forgets releases that have been sent for long enough.
+    pub fn forget_releases(&self, claims: &[CommandId]) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for c in claims {
+            batch.remove(keys::owed_release(c));
+        }
+        self.tree.apply_batch(batch)?;
+        Ok(())
     }
 
     /// Orders whose saga is between steps (not settled), at most `limit`.
@@ -264,6 +300,13 @@ impl Changes<'_> {
             Some(c) => Ok(c.clone()),
             None => self.store.product_claim(sku),
         }
+    }
+
+    /// Records a release to send (and the effect that sends it now).
+    pub fn owe_release(&mut self, release: OwedRelease) -> Result<(), StoreError> {
+        self.batch.insert(keys::owed_release(&release.claim), to_json(&release)?);
+        self.effects.releases.push((release.gtin, release.sku, release.claim));
+        Ok(())
     }
 
     pub fn set_product_claim(&mut self, sku: &Sku, claim: Option<&CommandId>) -> Result<(), StoreError> {
