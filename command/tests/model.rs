@@ -61,6 +61,10 @@ enum Op {
     Retry {
         pick: usize,
     },
+    /// Several commands at once. Those that share a SKU or a GTIN with an earlier one
+    /// of the group are dropped, so every interleaving ends the same and the model
+    /// can still say what each one answers.
+    Together(Vec<Op>),
     /// Stop the node; with `wipe`, delete its state so it is rebuilt from the log.
     Restart {
         wipe: bool,
@@ -81,6 +85,27 @@ fn op() -> impl Strategy<Value = Op> {
         2 => any::<usize>().prop_map(|pick| Op::Retry { pick }),
         1 => any::<bool>().prop_map(|wipe| Op::Restart { wipe }),
     ]
+}
+
+fn ops() -> impl Strategy<Value = Vec<Op>> {
+    let step = prop_oneof![
+        6 => op(),
+        1 => proptest::collection::vec(op(), 2..5).prop_map(Op::Together),
+    ];
+    proptest::collection::vec(step, 1..40)
+}
+
+/// The SKU and GTINs a command touches (`None` for retries and restarts).
+fn footprint(op: &Op) -> Option<(usize, Vec<usize>)> {
+    match *op {
+        Op::Register { sku, gtin, .. } | Op::SetGtin { sku, gtin } => Some((sku, gtin.into_iter().collect())),
+        Op::Receive { sku, .. }
+        | Op::Reserve { sku, .. }
+        | Op::Confirm { sku, .. }
+        | Op::Release { sku, .. }
+        | Op::Discontinue { sku } => Some((sku, Vec::new())),
+        Op::Retry { .. } | Op::Restart { .. } | Op::Together(_) => None,
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -185,7 +210,7 @@ impl Model {
                 p.discontinued = true;
                 ok(p)
             }
-            Op::Retry { .. } | Op::Restart { .. } => unreachable!("not a command"),
+            Op::Retry { .. } | Op::Restart { .. } | Op::Together(_) => unreachable!("not a command"),
         }
     }
 }
@@ -228,7 +253,7 @@ fn command_of(op: &Op) -> (usize, ProductCommand) {
         Op::Confirm { sku, rid: r } => (sku, ProductCommand::ConfirmReservation { reservation_id: rid(r) }),
         Op::Release { sku, rid: r } => (sku, ProductCommand::ReleaseReservation { reservation_id: rid(r) }),
         Op::Discontinue { sku } => (sku, ProductCommand::Discontinue),
-        Op::Retry { .. } | Op::Restart { .. } => unreachable!("not a command"),
+        Op::Retry { .. } | Op::Restart { .. } | Op::Together(_) => unreachable!("not a command"),
     }
 }
 
@@ -289,6 +314,36 @@ async fn run(ops: Vec<Op>) {
     for (n, op) in ops.iter().enumerate() {
         match op {
             Op::Restart { wipe } => node = restart(node, dir.path(), *wipe).await,
+            Op::Together(group) => {
+                // Keep the commands that touch nothing another one touches (including
+                // the GTIN a product holds now, which a change would release).
+                let mut skus = Vec::new();
+                let mut gtins = Vec::new();
+                let mut sends = Vec::new();
+                for (k, op) in group.iter().enumerate() {
+                    let Some((s, mut g)) = footprint(op) else { continue };
+                    g.extend(model.products.get(&s).and_then(|p| p.gtin));
+                    if skus.contains(&s) || g.iter().any(|x| gtins.contains(x)) {
+                        continue;
+                    }
+                    skus.push(s);
+                    gtins.extend(g);
+                    let expect = model.apply(op);
+                    let (s, command) = command_of(op);
+                    let id = format!("op-{n}-{k}");
+                    sends.push((id, Target::Product { sku: sku(s), command }, expect, op.clone()));
+                }
+                let outcomes = futures::future::join_all(
+                    sends.iter().map(|(id, target, _, _)| node.send_target(id, "fp", target.clone())),
+                )
+                .await;
+                for ((id, target, expect, op), outcome) in sends.into_iter().zip(outcomes) {
+                    check(&outcome, &expect, &format!("op {n}: {op:?} (together)"));
+                    if let Expect::Accepted { version, changed: true } = expect {
+                        accepted.push((id, target, version));
+                    }
+                }
+            }
             Op::Retry { pick } => {
                 if accepted.is_empty() {
                     continue;
@@ -326,7 +381,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 24, max_shrink_iters: 64, ..ProptestConfig::default() })]
 
     #[test]
-    fn the_processor_agrees_with_the_model(ops in proptest::collection::vec(op(), 1..40)) {
+    fn the_processor_agrees_with_the_model(ops in ops()) {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         rt.block_on(run(ops));
     }
