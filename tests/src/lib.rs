@@ -241,8 +241,9 @@ impl Server {
     pub async fn raw(&self, method: &str, path: &str, body: Vec<u8>, content_type: Option<&str>) -> Answer {
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
         // A server that answers before reading a large body (413) closes the
-        // connection, and a client still sending may lose the answer (an HTTP/1.1
-        // race, not a server error): send again, a few times, to read the answer.
+        // connection, and a client still sending, or reusing that connection at
+        // once, may lose the answer (an HTTP/1.1 race, not a server error): send
+        // again, a few times, to read the answer.
         let mut attempts = 0;
         loop {
             let mut req = self.http.request(method.clone(), self.url(path)).body(body.clone());
@@ -251,7 +252,7 @@ impl Server {
             }
             match req.send().await {
                 Ok(response) => return read(response).await,
-                Err(e) if attempts < 5 && body.len() > 64 * 1024 => {
+                Err(e) if attempts < 5 && e.is_request() => {
                     attempts += 1;
                     eprintln!("retrying a large request after {e}");
                 }

@@ -74,6 +74,7 @@ fn body_problem(rejection: BytesRejection) -> Problem {
     let status = rejection.status();
     if status == StatusCode::PAYLOAD_TOO_LARGE {
         Problem::new(status, "payload-too-large", format!("request bodies are limited to {MAX_BODY_BYTES} bytes"))
+            .closing()
     } else {
         Problem::new(StatusCode::BAD_REQUEST, "malformed-request", rejection.body_text())
     }

@@ -22,6 +22,9 @@ pub struct Problem {
     pub extra: serde_json::Map<String, serde_json::Value>,
     #[serde(skip)]
     retry_after: Option<u32>,
+    /// Answer with `Connection: close` (the request's body was not read whole).
+    #[serde(skip)]
+    close: bool,
 }
 
 impl Problem {
@@ -33,6 +36,7 @@ impl Problem {
             detail: detail.into(),
             extra: Default::default(),
             retry_after: None,
+            close: false,
         }
     }
 
@@ -43,6 +47,13 @@ impl Problem {
 
     pub fn retry_after(mut self, secs: u32) -> Problem {
         self.retry_after = Some(secs);
+        self
+    }
+
+    /// Tells the client the connection ends with this answer: the server did not
+    /// read the whole body, so the connection cannot carry another request.
+    pub fn closing(mut self) -> Problem {
+        self.close = true;
         self
     }
 
@@ -96,6 +107,9 @@ impl IntoResponse for Problem {
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
         if let Some(secs) = self.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if self.close {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         response
     }
