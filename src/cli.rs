@@ -141,6 +141,20 @@ pub struct ServeArgs {
     /// How long a read with Stockroom-Min-Position waits for the view before answering 503.
     #[arg(long, env = "STOCKROOM_READ_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub read_timeout: Duration,
+    /// Bearer tokens, one `role token` per line (roles: reader, writer, admin). More
+    /// can come from the environment as STOCKROOM_TOKENS=role:token,role:token. With
+    /// tokens, reads need reader, writes writer and /admin/* admin.
+    #[arg(long, env = "STOCKROOM_TOKENS_FILE")]
+    pub tokens_file: Option<PathBuf>,
+    /// Listen on a non-loopback address without any tokens (only on a trusted network).
+    #[arg(long, env = "STOCKROOM_INSECURE")]
+    pub insecure: bool,
+    /// The most requests served at once; more are answered 503 with Retry-After.
+    #[arg(long, env = "STOCKROOM_MAX_CONCURRENT_REQUESTS", default_value_t = 1024)]
+    pub max_concurrent_requests: usize,
+    /// The longest a request may take before it is answered 503.
+    #[arg(long, env = "STOCKROOM_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
 }
 
 /// Parses `250ms`, `5s`, `2m` or a bare number of seconds.

@@ -1,7 +1,9 @@
 //! `stockroom`: the one binary. Parses the command line, wires the crates together
 //! and runs them until SIGINT/SIGTERM.
 
+mod auth;
 mod cli;
+mod limits;
 mod metrics;
 mod ops;
 mod serve;

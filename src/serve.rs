@@ -16,7 +16,7 @@ use utoipa::OpenApi;
 
 use crate::cli::{KafkaArgs, MembershipArg, ServeArgs, TopicsCreateArgs};
 use crate::metrics::{self, Metrics};
-use crate::ops;
+use crate::{auth, limits, ops};
 
 /// Which parts a node runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,6 +73,8 @@ async fn open_log(args: &ServeArgs, role: Role) -> anyhow::Result<EventLog> {
 }
 
 pub async fn serve(args: ServeArgs, role: Role) -> anyhow::Result<()> {
+    let tokens = auth::Tokens::load(args.tokens_file.as_deref(), std::env::var("STOCKROOM_TOKENS").ok().as_deref())?;
+    auth::check_exposure(&tokens, args.listen, args.insecure)?;
     let data = &args.data_dir;
     std::fs::create_dir_all(data).with_context(|| format!("cannot create the data directory {}", data.display()))?;
     let log = open_log(&args, role).await?;
@@ -135,13 +137,17 @@ pub async fn serve(args: ServeArgs, role: Role) -> anyhow::Result<()> {
     }
     let metrics = Arc::new(metrics);
     let router = router.route("/metrics", axum::routing::get(metrics::render).with_state(metrics.clone()));
-    let app = app(router, spec, checks).layer(axum::middleware::from_fn_with_state(metrics, metrics::track));
+    let limits = limits::Limits::new(args.max_concurrent_requests, args.request_timeout);
+    let app = app(router, spec, checks)
+        .layer(axum::middleware::from_fn_with_state(tokens.clone(), auth::authorize))
+        .layer(axum::middleware::from_fn_with_state(limits, limits::enforce))
+        .layer(axum::middleware::from_fn_with_state(metrics, metrics::track));
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
-    info!(%addr, role = ?role, log = log.backend(), data_dir = %data.display(), partitions = log.partitions(Topic::Events), "listening");
+    info!(%addr, role = ?role, access = if tokens.is_empty() { "open" } else { "tokens" }, log = log.backend(), data_dir = %data.display(), partitions = log.partitions(Topic::Events), "listening");
     axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
 
     info!("shutting down");

@@ -60,6 +60,14 @@ fn ms(d: Duration) -> String {
     format!("{:.2}", d.as_secs_f64() * 1_000.0)
 }
 
+/// A valid GTIN-14 made of `n` (13 digits) and its check digit.
+fn gtin14(n: u64) -> String {
+    let body = format!("{:013}", n % 10_000_000_000_000);
+    let sum: u32 =
+        body.bytes().rev().enumerate().map(|(i, b)| u32::from(b - b'0') * if i % 2 == 0 { 3 } else { 1 }).sum();
+    format!("{body}{}", (10 - sum % 10) % 10)
+}
+
 /// Sends `count` commands from `concurrency` tasks; returns (elapsed, sorted latencies).
 async fn phase(
     client: &reqwest::Client,
@@ -133,6 +141,36 @@ async fn main() {
     println!("{label}.receive.commands_per_s={rate:.0}");
     println!("{label}.receive.latency_p50_ms={}", ms(percentile(&lat, 0.50)));
     println!("{label}.receive.latency_p99_ms={}", ms(percentile(&lat, 0.99)));
+
+    // Registrations with a GTIN: each goes to the GTIN's partition first (a claim),
+    // then to the product's, then settles the claim.
+    let (elapsed, lat) = phase(&client, &base, args.products, args.concurrency, move |i| {
+        let body = json!({
+            "sku": format!("G{run}-{i}"), "name": format!("Barcoded item {i}"), "price_cents": 100,
+            "gtin": gtin14(u64::from(run) * 1_000_000 + i as u64),
+        });
+        ("/products".to_owned(), body)
+    })
+    .await;
+    let rate = args.products as f64 / elapsed.as_secs_f64();
+    println!("{label}.register_gtin.commands_per_s={rate:.0}");
+    println!("{label}.register_gtin.latency_p50_ms={}", ms(percentile(&lat, 0.50)));
+    println!("{label}.register_gtin.latency_p99_ms={}", ms(percentile(&lat, 0.99)));
+
+    // Orders of two lines on different products: a saga of five commands or more.
+    let products = args.products;
+    let (elapsed, lat) = phase(&client, &base, args.products, args.concurrency, move |i| {
+        let body = json!({"order_id": format!("O{run}-{i}"), "lines": [
+            {"sku": format!("L{run}-{i}"), "quantity": 1},
+            {"sku": format!("L{run}-{}", (i + 1) % products), "quantity": 1},
+        ]});
+        ("/orders".to_owned(), body)
+    })
+    .await;
+    let rate = args.products as f64 / elapsed.as_secs_f64();
+    println!("{label}.order.orders_per_s={rate:.0}");
+    println!("{label}.order.latency_p50_ms={}", ms(percentile(&lat, 0.50)));
+    println!("{label}.order.latency_p99_ms={}", ms(percentile(&lat, 0.99)));
 
     // Write → searchable: one write at a time, then poll search for its unique word.
     let mut visible = Vec::new();
