@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 use anyhow::Context;
 use axum::Router;
 use stockroom_command::{CommandApi, CommandClient, Processor, ProcessorConfig, StateStore};
+use stockroom_query::stock::{StockApi, StockBook, StockProjector};
 use stockroom_query::{Catalog, CatalogProjector, OrderBook, QueryApi};
 use stockroom_topics::kafka::{self, KafkaConfig, KafkaLog, TopicSettings};
 use stockroom_topics::{EmbeddedLog, EventLog, MembershipConfig, MembershipKind, Topic, TopicNames};
@@ -133,6 +134,16 @@ pub async fn serve(args: ServeArgs, role: Role) -> anyhow::Result<()> {
             read_timeout: args.read_timeout,
         }));
         spec.merge(stockroom_query::QueryApiDoc::openapi());
+        // The stock view: a projector of its own, with its own store and checkpoint.
+        let book = Arc::new(StockBook::open(&data.join("stock")).context("cannot open the stock view")?);
+        let (stock, stock_applied) = StockProjector::new(log.clone(), book.clone())?;
+        tracker.spawn(stock.run(cancel.clone()));
+        router = router.merge(stockroom_query::stock::router(StockApi {
+            book,
+            applied: stock_applied,
+            read_timeout: args.read_timeout,
+        }));
+        spec.merge(stockroom_query::stock::StockApiDoc::openapi());
         checks.push(("catalog", Arc::new(move || projector_stats.caught_up.load(Ordering::Relaxed))));
     }
     let metrics = Arc::new(metrics);

@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod http;
 pub mod orders;
 pub mod projector;
+pub mod stock;
 pub mod view;
 
 pub use catalog::{Catalog, CatalogError, SearchRequest, SearchResponse};

@@ -498,6 +498,57 @@ async fn orders_reserve_all_lines_or_none(backend: Backend) {
     s.stop().await;
 }
 
+/// The second projector: low-stock alerts and each product's history, backfilled
+/// from the start of the log when its store is new.
+async fn stock_view_serves_alerts_and_history(backend: Backend) {
+    let dir = data_dir();
+    let s = Server::start_on(&backend, dir.path(), &[]).await;
+    for (sku, stock) in [("LOW-A", 2), ("LOW-B", 10), ("LOW-C", 0), ("LOW-D", 1)] {
+        let mut p = product(sku, "Stocked", "Acme", "tools", 100);
+        p["initial_stock"] = json!(stock);
+        s.post("/products", p).await.expect(201);
+    }
+    s.post("/products/LOW-B/reservations", json!({"reservation_id": "r", "quantity": 8})).await.expect(201);
+    let last = s.request("DELETE", "/products/LOW-D", None, &[]).await.expect(200);
+    let at = last.header("stockroom-position").unwrap().to_owned();
+
+    let low = |body: &Value| -> Vec<(String, u64)> {
+        body["products"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (p["sku"].as_str().unwrap().to_owned(), p["stock"]["available"].as_u64().unwrap()))
+            .collect()
+    };
+    let a = s.get_at("/alerts/low-stock?threshold=2", &at).await.expect(200);
+    assert!(a.header("stockroom-position").is_some());
+    // Fewest first; a discontinued product raises no alert.
+    let expected = vec![("LOW-C".to_owned(), 0), ("LOW-A".to_owned(), 2), ("LOW-B".to_owned(), 2)];
+    assert_eq!(low(&a.body), expected, "{}", a.text);
+    assert_eq!(low(&s.get_at("/alerts/low-stock?threshold=0", &at).await.expect(200).body), expected[..1]);
+
+    let h = s.get_at("/products/LOW-B/history", &at).await.expect(200);
+    let events = h.body["events"].as_array().unwrap();
+    let versions: Vec<u64> = events.iter().map(|e| e["version"].as_u64().unwrap()).collect();
+    assert_eq!(versions, vec![1, 2]);
+    assert_eq!(events[0]["type"], "ProductRegistered", "{}", h.text);
+    assert_eq!(events[1]["type"], "StockReserved", "{}", h.text);
+    s.get_at("/products/NOPE/history", &at).await.expect_problem(404, "not-found");
+    s.get("/alerts/low-stock?threshold=lots").await.expect_problem(400, "invalid-parameter");
+    s.get("/alerts/low-stock?limit=0").await.expect_problem(400, "invalid-parameter");
+    s.get("/alerts/low-stock?colour=red").await.expect_problem(400, "invalid-parameter");
+    let before = s.get_at("/alerts/low-stock?threshold=2", &at).await.expect(200).body;
+    s.stop().await;
+
+    // A new store backfills from offset 0 and answers the same.
+    std::fs::remove_dir_all(dir.path().join("stock")).unwrap();
+    let s = Server::start_on(&backend, dir.path(), &[]).await;
+    assert_eq!(s.get_at("/alerts/low-stock?threshold=2", &at).await.expect(200).body, before);
+    let again = s.get_at("/products/LOW-B/history", &at).await.expect(200);
+    assert_eq!(again.body, h.body);
+    s.stop().await;
+}
+
 async fn openapi_docs_and_health(backend: Backend) {
     let dir = data_dir();
     let s = Server::start_on(&backend, dir.path(), &[]).await;
@@ -568,5 +619,6 @@ on_both_backends!(
     openapi_docs_and_health,
     concurrent_writes_keep_skus_gtins_and_stock_right,
     a_failed_registration_frees_its_gtin,
-    orders_reserve_all_lines_or_none
+    orders_reserve_all_lines_or_none,
+    stock_view_serves_alerts_and_history
 );

@@ -46,27 +46,37 @@ impl QueryApi {
     /// Waits until the view covers the position the request asks for; returns the
     /// view's position to report.
     async fn wait_for(&self, headers: &HeaderMap) -> Result<Position, Problem> {
-        let Some(raw) = headers.get(MIN_POSITION_HEADER) else {
-            return Ok(self.applied.borrow().clone());
-        };
-        let wanted: Position = raw.to_str().ok().and_then(|s| s.parse().ok()).ok_or_else(|| {
-            Problem::new(StatusCode::BAD_REQUEST, "invalid-header", "Stockroom-Min-Position is not a position token")
-        })?;
-        let mut rx = self.applied.clone();
-        let waited = tokio::time::timeout(self.read_timeout, rx.wait_for(|p| p.covers(&wanted))).await;
-        match waited {
-            Ok(Ok(p)) => Ok(p.clone()),
-            _ => Err(Problem::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "not-caught-up",
-                format!("this node's view has not applied position {wanted} yet; retry"),
-            )
-            .retry_after(1)),
-        }
+        wait_for_position(&self.applied, headers, self.read_timeout).await
     }
 }
 
-fn with_position(mut response: Response, position: &Position) -> Response {
+/// Read-your-writes for any view: waits (at most `timeout`) until the view's applied
+/// position covers the request's `Stockroom-Min-Position`; returns the position to report.
+pub(crate) async fn wait_for_position(
+    applied: &watch::Receiver<Position>,
+    headers: &HeaderMap,
+    timeout: Duration,
+) -> Result<Position, Problem> {
+    let Some(raw) = headers.get(MIN_POSITION_HEADER) else {
+        return Ok(applied.borrow().clone());
+    };
+    let wanted: Position = raw.to_str().ok().and_then(|s| s.parse().ok()).ok_or_else(|| {
+        Problem::new(StatusCode::BAD_REQUEST, "invalid-header", "Stockroom-Min-Position is not a position token")
+    })?;
+    let mut rx = applied.clone();
+    let waited = tokio::time::timeout(timeout, rx.wait_for(|p| p.covers(&wanted))).await;
+    match waited {
+        Ok(Ok(p)) => Ok(p.clone()),
+        _ => Err(Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not-caught-up",
+            format!("this node's view has not applied position {wanted} yet; retry"),
+        )
+        .retry_after(1)),
+    }
+}
+
+pub(crate) fn with_position(mut response: Response, position: &Position) -> Response {
     if let Ok(v) = HeaderValue::from_str(&position.to_string()) {
         response.headers_mut().insert(POSITION_HEADER, v);
     }
