@@ -29,5 +29,8 @@ fi
 step "cargo test"
 cargo test --workspace
 
+step "chaos, quick (scripts/chaos.sh --quick): kill -9 under load, then check the history"
+scripts/chaos.sh --quick
+
 echo
 echo "all tests passed"

@@ -1,0 +1,378 @@
+//! The chaos run and its history checker (scripts/chaos.sh runs it).
+//!
+//! Clients issue a random mix of writes over HTTP (registrations with contended
+//! GTINs, receipts, reservations, confirms and releases) while the node is killed
+//! with SIGKILL and restarted at random moments. Every request has an
+//! `Idempotency-Key`; a request whose answer is lost (connection refused or reset,
+//! timeout, 5xx) is retried with the same key, as a careful client would, until it
+//! gets an answer or the run ends. Every outcome is recorded.
+//!
+//! Then the checker stops the node, reads the log itself (the same decoding and fence
+//! rules every reader uses) and counts:
+//! - `lost`: acknowledged commands whose event is not in the log;
+//! - `duplicated`: commands applied more than once;
+//! - `sku_dupes`, `gtin_dupes`: uniqueness violations at any point of the log;
+//! - `negative`: an event leaving reserved > on hand (or on hand < 0) at any point;
+//! - `view_diffs`: products whose view (after a restart) differs from the log's fold;
+//! - `unknown`: requests that never got an answer, and `retried`: those that got one
+//!   after at least one lost answer.
+//!
+//! It prints one summary line and exits non-zero on any violation.
+//!
+//! ```text
+//! cargo run -p stockroom-tests --example chaos -- [--seconds 30] [--clients 8] [--kills 5] [--kafka]
+//! ```
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use stockroom_domain::product::ProductEventBody;
+use stockroom_tests::{Backend, Server, data_dir};
+use stockroom_topics::events::{LogEntry, decode_entry, envelope_of};
+use stockroom_topics::kafka::{KafkaConfig, KafkaLog};
+use stockroom_topics::{Admission, EmbeddedLog, EventLog, FenceTracker, Offset, Partition, Topic, TopicNames};
+
+struct Args {
+    seconds: u64,
+    clients: usize,
+    kills: usize,
+    kafka: bool,
+}
+
+fn args() -> Args {
+    let mut a = Args { seconds: 30, clients: 8, kills: 5, kafka: false };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        match flag.as_str() {
+            "--seconds" => a.seconds = value().parse().expect("--seconds N"),
+            "--clients" => a.clients = value().parse().expect("--clients N"),
+            "--kills" => a.kills = value().parse().expect("--kills N"),
+            "--kafka" => a.kafka = true,
+            other => panic!("unknown flag {other}; see the header of tests/examples/chaos.rs"),
+        }
+    }
+    a
+}
+
+/// xorshift64*: reproducible randomness without a dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+const SKUS: u64 = 40;
+const GTINS: u64 = 25;
+
+/// A valid GTIN-14 made of `n` and its check digit.
+fn gtin14(n: u64) -> String {
+    let body = format!("{:013}", 7_000_000_000_000 + n);
+    let sum: u32 =
+        body.bytes().rev().enumerate().map(|(i, b)| u32::from(b - b'0') * if i % 2 == 0 { 3 } else { 1 }).sum();
+    format!("{body}{}", (10 - sum % 10) % 10)
+}
+
+#[derive(Clone, Debug)]
+enum Outcome {
+    /// 2xx: the command id and the version it made.
+    Ok { command_id: String },
+    /// 4xx: a definite answer that changed nothing.
+    Rejected,
+    /// No definite answer by the end of the run.
+    Unknown,
+}
+
+#[derive(Clone, Debug)]
+struct Op {
+    outcome: Outcome,
+    /// Answers lost before the definite one.
+    retries: u32,
+}
+
+/// Where the node currently listens (empty while it is down).
+type Base = Arc<RwLock<String>>;
+
+async fn client(id: usize, base: Base, stop: Arc<AtomicBool>, log: Arc<Mutex<Vec<Op>>>) {
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ ((id as u64 + 1) * 0x1000_0000_01b3));
+    let mut reservations: Vec<(u64, String)> = Vec::new();
+    let mut n = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        n += 1;
+        let key = format!("c{id}-{n}");
+        let sku = rng.below(SKUS);
+        let (path, body) = match rng.below(10) {
+            0..=2 => (
+                "/products".to_owned(),
+                json!({"sku": format!("CH-{sku}"), "name": format!("Chaos {sku}"), "price_cents": 100,
+                       "gtin": gtin14(rng.below(GTINS)), "initial_stock": rng.below(4)}),
+            ),
+            3..=4 => (format!("/products/CH-{sku}/stock/receipts"), json!({"quantity": 1 + rng.below(4)})),
+            5..=7 => {
+                let rid = format!("r{id}-{n}");
+                reservations.push((sku, rid.clone()));
+                (
+                    format!("/products/CH-{sku}/reservations"),
+                    json!({"reservation_id": rid, "quantity": 1 + rng.below(3)}),
+                )
+            }
+            _ => match reservations.pop() {
+                Some((sku, rid)) => {
+                    let step = if rng.below(2) == 0 { "confirm" } else { "release" };
+                    (format!("/products/CH-{sku}/reservations/{rid}/{step}"), json!({}))
+                }
+                None => continue,
+            },
+        };
+        let mut retries = 0;
+        let outcome = loop {
+            if stop.load(Ordering::Relaxed) {
+                break Outcome::Unknown;
+            }
+            let url = base.read().unwrap().clone();
+            if url.is_empty() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+            let sent = http.post(format!("{url}{path}")).header("idempotency-key", &key).json(&body).send().await;
+            let answer = match sent {
+                Ok(r) => {
+                    let status = r.status().as_u16();
+                    let body: Value = r.json().await.unwrap_or(Value::Null);
+                    Some((status, body))
+                }
+                Err(_) => None,
+            };
+            match answer {
+                Some((200 | 201, body)) => {
+                    break Outcome::Ok { command_id: body["command_id"].as_str().unwrap_or_default().to_owned() };
+                }
+                Some((400..=499, _)) => break Outcome::Rejected,
+                // 202 (pending), 5xx, or no answer: ask again with the same key.
+                _ => {
+                    retries += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        };
+        log.lock().unwrap().push(Op { outcome, retries });
+    }
+}
+
+/// What the log says, folded with the rules every reader uses.
+#[derive(Default)]
+struct Folded {
+    /// Per SKU: (version, on hand, reserved, gtin).
+    products: BTreeMap<String, (u64, u64, u64, Option<String>)>,
+    /// Command id → how many admitted product events it caused.
+    applied: HashMap<String, u32>,
+    sku_dupes: u64,
+    gtin_dupes: u64,
+    negative: u64,
+    events: u64,
+}
+
+async fn fold_log(log: &EventLog) -> Folded {
+    let mut f = Folded::default();
+    let mut fences = FenceTracker::default();
+    let partitions = log.partitions(Topic::Events);
+    for p in 0..partitions {
+        let end = log.end_offset(Topic::Events, Partition(p)).await.unwrap();
+        if end.0 == 0 {
+            continue;
+        }
+        let mut reader = log.reader(Topic::Events, &[(Partition(p), Offset(0))]).unwrap();
+        let mut next = 0;
+        while next < end.0 {
+            for record in reader.poll(10_000, Duration::from_secs(5)).await.unwrap() {
+                next = record.offset.0 + 1;
+                let Ok(env) = envelope_of(&record) else { continue };
+                if fences.admit(record.partition, &env) != Admission::Current {
+                    continue;
+                }
+                let Ok(LogEntry::Product(event)) = decode_entry(&env, &record) else { continue };
+                let sku = event.sku.as_str().to_owned();
+                let current = f.products.get(&sku).cloned();
+                let version = current.as_ref().map_or(0, |c| c.0);
+                if event.version <= version {
+                    continue; // a redelivered event: every reader skips it
+                }
+                f.events += 1;
+                *f.applied.entry(event.command_id.as_str().to_owned()).or_default() += 1;
+                let (_, mut on_hand, mut reserved, mut gtin) = current.clone().unwrap_or((0, 0, 0, None));
+                let mut signed_on_hand = on_hand as i128;
+                match &event.body {
+                    ProductEventBody::ProductRegistered { details, initial_stock } => {
+                        if current.is_some() {
+                            f.sku_dupes += 1;
+                        }
+                        signed_on_hand = *initial_stock as i128;
+                        reserved = 0;
+                        gtin = details.gtin.as_ref().map(|g| g.canonical());
+                    }
+                    ProductEventBody::DetailsUpdated { details, .. } => {
+                        gtin = details.gtin.as_ref().map(|g| g.canonical())
+                    }
+                    ProductEventBody::StockReceived { quantity, .. } => signed_on_hand += *quantity as i128,
+                    ProductEventBody::StockAdjusted { delta, .. } => signed_on_hand += *delta as i128,
+                    ProductEventBody::StockReserved { quantity, .. } => reserved += quantity,
+                    ProductEventBody::ReservationConfirmed { quantity, .. } => {
+                        signed_on_hand -= *quantity as i128;
+                        reserved = reserved.saturating_sub(*quantity);
+                    }
+                    ProductEventBody::ReservationReleased { quantity, .. } => {
+                        reserved = reserved.saturating_sub(*quantity)
+                    }
+                    _ => {}
+                }
+                if signed_on_hand < 0 || (reserved as i128) > signed_on_hand {
+                    f.negative += 1;
+                }
+                on_hand = signed_on_hand.max(0) as u64;
+                if let Some(g) = &gtin
+                    && f.products.iter().any(|(s, p)| *s != sku && p.3.as_ref() == Some(g))
+                {
+                    f.gtin_dupes += 1;
+                }
+                f.products.insert(sku, (event.version, on_hand, reserved, gtin));
+            }
+        }
+    }
+    f
+}
+
+async fn open_log(backend: &Backend, dir: &std::path::Path) -> EventLog {
+    match backend {
+        Backend::Embedded => {
+            EventLog::embedded(EmbeddedLog::open(&dir.join("log"), TopicNames::default(), None).unwrap())
+        }
+        Backend::Kafka { bootstrap, prefix } => {
+            let mut config = KafkaConfig::new(bootstrap, TopicNames::new(prefix));
+            if std::env::var("STOCKROOM_KAFKA").is_err() {
+                let props = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/tansu.properties");
+                config = config.with_properties_file(&props).unwrap();
+            }
+            EventLog::kafka(KafkaLog::connect(config).await.unwrap())
+        }
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let args = args();
+    let backend = if args.kafka { Backend::kafka() } else { Backend::Embedded };
+    let dir = data_dir();
+    let mut server = Server::start_on(&backend, dir.path(), &[]).await;
+    let base: Base = Arc::new(RwLock::new(server.url("")));
+    let stop = Arc::new(AtomicBool::new(false));
+    let ops = Arc::new(Mutex::new(Vec::new()));
+    let clients: Vec<_> =
+        (0..args.clients).map(|i| tokio::spawn(client(i, base.clone(), stop.clone(), ops.clone()))).collect();
+
+    // Kill -9 and restart at random moments spread over the run.
+    let mut rng = Rng(0x5eed_1234_abcd_ef01);
+    let started = Instant::now();
+    let run = Duration::from_secs(args.seconds);
+    let mut kills = 0;
+    while started.elapsed() < run {
+        let gap = run.as_millis() as u64 / (args.kills as u64 + 1);
+        tokio::time::sleep(Duration::from_millis(gap / 2 + rng.below(gap.max(1)))).await;
+        if kills >= args.kills || started.elapsed() >= run {
+            continue;
+        }
+        base.write().unwrap().clear();
+        server.kill();
+        kills += 1;
+        server = Server::start_on(&backend, dir.path(), &[]).await;
+        *base.write().unwrap() = server.url("");
+    }
+    // Give the clients a moment to get answers for what is in flight, then stop them.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.await.unwrap();
+    }
+
+    // The views, after a clean restart, for every SKU.
+    let _ = server.stop().await;
+    // Ready means the catalog has caught up with the log's head, which holds every write.
+    let server = Server::start_on(&backend, dir.path(), &[]).await;
+    let mut views = BTreeMap::new();
+    for s in 0..SKUS {
+        let a = server.get(&format!("/products/CH-{s}")).await;
+        if a.status.as_u16() == 200 {
+            views.insert(format!("CH-{s}"), a.body);
+        }
+    }
+    let _ = server.stop().await;
+
+    let log = open_log(&backend, dir.path()).await;
+    let folded = fold_log(&log).await;
+    let _ = log.close().await;
+
+    let ops = ops.lock().unwrap().clone();
+    let acked: Vec<&String> = ops
+        .iter()
+        .filter_map(|o| if let Outcome::Ok { command_id } = &o.outcome { Some(command_id) } else { None })
+        .collect();
+    let lost = acked.iter().filter(|id| !folded.applied.contains_key(id.as_str())).count();
+    let duplicated = folded.applied.values().filter(|n| **n > 1).count();
+    let unknown = ops.iter().filter(|o| matches!(o.outcome, Outcome::Unknown)).count();
+    let retried = ops.iter().filter(|o| o.retries > 0 && !matches!(o.outcome, Outcome::Unknown)).count();
+    let rejected = ops.iter().filter(|o| matches!(o.outcome, Outcome::Rejected)).count();
+    let mut view_diffs = 0;
+    let skus: HashSet<&String> = folded.products.keys().collect();
+    for sku in &skus {
+        let (version, on_hand, reserved, _) = &folded.products[sku.as_str()];
+        let ok = views.get(sku.as_str()).is_some_and(|v| {
+            v["version"] == json!(version)
+                && v["stock"]["on_hand"] == json!(on_hand)
+                && v["stock"]["reserved"] == json!(reserved)
+        });
+        if !ok {
+            view_diffs += 1;
+            eprintln!(
+                "view of {sku} differs from the log: {:?} vs {:?}",
+                views.get(sku.as_str()),
+                folded.products[sku.as_str()]
+            );
+        }
+    }
+    view_diffs += views.keys().filter(|s| !skus.contains(s)).count();
+    let violations = lost
+        + duplicated
+        + folded.sku_dupes as usize
+        + folded.gtin_dupes as usize
+        + folded.negative as usize
+        + view_diffs;
+    println!(
+        "chaos backend={} seconds={} clients={} kills={kills} requests={} acknowledged={} rejected={rejected} events={} \
+         lost={lost} duplicated={duplicated} sku_dupes={} gtin_dupes={} negative={} view_diffs={view_diffs} \
+         unknown={unknown} retried_then_answered={retried} -> {}",
+        if args.kafka { "kafka" } else { "embedded" },
+        args.seconds,
+        args.clients,
+        ops.len(),
+        acked.len(),
+        folded.events,
+        folded.sku_dupes,
+        folded.gtin_dupes,
+        folded.negative,
+        if violations == 0 { "OK" } else { "VIOLATIONS" },
+    );
+    if violations > 0 {
+        std::process::exit(1);
+    }
+}
