@@ -32,5 +32,8 @@ cargo test --workspace
 step "chaos, quick (scripts/chaos.sh --quick): kill -9 under load, then check the history"
 scripts/chaos.sh --quick
 
+step "generated requests against /openapi.json (scripts/fuzz.sh --quick, schemathesis)"
+scripts/fuzz.sh --quick
+
 echo
 echo "all tests passed"

@@ -14,7 +14,9 @@ use serde_json::{Value, json};
 pub type Check = (&'static str, Arc<dyn Fn() -> bool + Send + Sync>);
 
 pub fn router(spec: utoipa::openapi::OpenApi, checks: Vec<Check>) -> Router {
-    let spec = Arc::new(serde_json::to_value(&spec).unwrap_or_else(|_| json!({})));
+    let mut spec = serde_json::to_value(&spec).unwrap_or_else(|_| json!({}));
+    complete_errors(&mut spec);
+    let spec = Arc::new(spec);
     let docs = Arc::new(render_docs(&spec));
     let checks = Arc::new(checks);
     Router::new()
@@ -22,6 +24,88 @@ pub fn router(spec: utoipa::openapi::OpenApi, checks: Vec<Check>) -> Router {
         .route("/health/readyz", get(move || readyz(checks.clone())))
         .route("/openapi.json", get(move || async move { axum::Json((*spec).clone()) }))
         .route("/docs", get(move || async move { Html((*docs).clone()) }))
+}
+
+/// Errors any operation may answer, whatever its handler: bad requests, access
+/// control, body limits, overload and timeouts (see `auth.rs`, `limits.rs`).
+const COMMON_ERRORS: [(&str, &str, Applies); 10] = [
+    ("400", "malformed request, parameter or header", Applies::All),
+    ("401", "no or unknown bearer token (when tokens are configured)", Applies::All),
+    ("403", "the token's role does not allow this", Applies::All),
+    ("404", "no such resource", Applies::All),
+    ("409", "the write conflicts with the current state (see the problem type)", Applies::Writes),
+    ("412", "If-Match does not name the current version", Applies::Writes),
+    ("413", "body over 1 MiB", Applies::Body),
+    ("415", "body is not application/json", Applies::Body),
+    ("422", "validation (of the body or of an id in the path)", Applies::All),
+    ("503", "overloaded, timed out, or the log or view is not available yet; retry", Applies::All),
+];
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Applies {
+    All,
+    Writes,
+    Body,
+}
+
+/// Every error is a problem (`application/problem+json`, RFC 9457): says so for every
+/// 4xx and 5xx of every operation, and documents the errors every operation may give.
+fn complete_errors(spec: &mut Value) {
+    let Some(paths) = spec.get_mut("paths").and_then(Value::as_object_mut) else { return };
+    let problem = json!({"schema": {"$ref": "#/components/schemas/Problem"}});
+    for item in paths.values_mut() {
+        let Some(ops) = item.as_object_mut() else { continue };
+        for (method, op) in ops.iter_mut() {
+            if !["get", "post", "put", "patch", "delete", "head"].contains(&method.as_str()) {
+                continue;
+            }
+            let has_body = op.get("requestBody").is_some();
+            if let Some(params) = op.get_mut("parameters").and_then(Value::as_array_mut) {
+                params.iter_mut().for_each(constrain);
+            }
+            let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) else { continue };
+            let write = method != "get" && method != "head";
+            for (code, description, applies) in COMMON_ERRORS {
+                let relevant = match applies {
+                    Applies::All => true,
+                    Applies::Writes => write,
+                    Applies::Body => has_body,
+                };
+                if relevant && !responses.contains_key(code) {
+                    responses.insert(code.to_owned(), json!({"description": description}));
+                }
+            }
+            for (code, response) in responses.iter_mut() {
+                if !(code.starts_with('4') || code.starts_with('5')) {
+                    continue;
+                }
+                let content = response.as_object_mut().map(|r| r.entry("content").or_insert_with(|| json!({})));
+                if let Some(content) = content.and_then(Value::as_object_mut) {
+                    let schema = content.remove("application/json").unwrap_or_else(|| problem.clone());
+                    content.insert("application/problem+json".to_owned(), schema);
+                }
+            }
+        }
+    }
+}
+
+/// The constraints of the ids and headers every route shares, which the handlers'
+/// annotations do not carry.
+fn constrain(param: &mut Value) {
+    let name = param.get("name").and_then(Value::as_str).unwrap_or_default().to_ascii_lowercase();
+    let place = param.get("in").and_then(Value::as_str).unwrap_or_default();
+    let schema = match (place, name.as_str()) {
+        ("path", "sku" | "id") => json!({"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"}),
+        ("header", "stockroom-min-position") => {
+            json!({"type": "string", "pattern": "^([0-9]{1,10}:[0-9]{1,19}(,[0-9]{1,10}:[0-9]{1,19})*)?$"})
+        }
+        ("header", "if-match") => json!({"type": "string", "pattern": "^ *(\\*|(W/)?\"[0-9]{1,19}\") *$"}),
+        ("header", "idempotency-key") => json!({"type": "string", "pattern": "^[ -~]{1,255}$"}),
+        _ => return,
+    };
+    if let Some(p) = param.as_object_mut() {
+        p.insert("schema".to_owned(), schema);
+    }
 }
 
 async fn readyz(checks: Arc<Vec<Check>>) -> Response {

@@ -324,7 +324,7 @@ struct LowStockParams {
 }
 
 #[utoipa::path(get, path = "/alerts/low-stock", tag = "stock view",
-    params(("threshold" = Option<u64>, Query, description = "default 5"), ("limit" = Option<usize>, Query, description = "1 to 1000, default 100"),
+    params(("threshold" = Option<i64>, Query, minimum = 0, description = "default 5"), ("limit" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "1 to 1000, default 100"),
         ("Stockroom-Min-Position" = Option<String>, Header)),
     responses((status = 200, body = LowStock), (status = 400, body = Problem), (status = 503, body = Problem)))]
 async fn low_stock(
@@ -335,10 +335,13 @@ async fn low_stock(
     let Ok(Query(params)) = params else {
         return Problem::bad_parameter("query", "only threshold and limit are accepted").into_response();
     };
-    let threshold = match params.threshold.as_deref().map(str::parse::<u64>) {
+    let threshold = match params.threshold.as_deref().map(str::parse::<i64>) {
         None => 5,
-        Some(Ok(t)) => t,
-        Some(Err(_)) => return Problem::bad_parameter("threshold", "threshold must be a whole number").into_response(),
+        Some(Ok(t)) if t >= 0 => t as u64,
+        Some(_) => {
+            return Problem::bad_parameter("threshold", "threshold must be a whole number from 0 to 2^63-1")
+                .into_response();
+        }
     };
     let limit = match params.limit.as_deref().map(str::parse::<usize>) {
         None => 100,

@@ -559,6 +559,9 @@ async fn openapi_docs_and_health(backend: Backend) {
     for path in ["/products", "/products/{sku}", "/search", "/products/{sku}/reservations", "/orders", "/orders/{id}"] {
         assert!(spec["paths"].get(path).is_some(), "{path} is documented");
     }
+    // Every error is documented as a problem.
+    let conflict = &spec["paths"]["/products"]["post"]["responses"]["409"]["content"];
+    assert!(conflict.get("application/problem+json").is_some(), "{conflict}");
     let docs = s.get("/docs").await;
     assert!(docs.status.is_success());
     assert!(docs.text.contains("/products/{sku}/stock/receipts"));

@@ -57,7 +57,8 @@ pub(crate) async fn wait_for_position(
     headers: &HeaderMap,
     timeout: Duration,
 ) -> Result<Position, Problem> {
-    let Some(raw) = headers.get(MIN_POSITION_HEADER) else {
+    // No header, or an empty token (the position of an empty log): nothing to wait for.
+    let Some(raw) = headers.get(MIN_POSITION_HEADER).filter(|v| !v.as_bytes().trim_ascii().is_empty()) else {
         return Ok(applied.borrow().clone());
     };
     let wanted: Position = raw.to_str().ok().and_then(|s| s.parse().ok()).ok_or_else(|| {
@@ -143,7 +144,7 @@ async fn get_order(State(api): State<QueryApi>, Path(id): Path<String>, headers:
         ("min_price" = Option<i64>, Query, description = "cents, inclusive"), ("max_price" = Option<i64>, Query, description = "cents, inclusive"),
         ("in_stock" = Option<bool>, Query), ("include_discontinued" = Option<bool>, Query),
         ("sort" = Option<String>, Query, description = "relevance (default), price_asc, price_desc, name"),
-        ("limit" = Option<usize>, Query, description = "1 to 100, default 20"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "1 to 100, default 20"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
         ("Stockroom-Min-Position" = Option<String>, Header)),
     responses((status = 200, body = SearchResponse), (status = 400, description = "bad query or parameter", body = Problem), (status = 503, body = Problem)))]
 async fn search(
