@@ -124,18 +124,7 @@ impl CatalogProjector {
 
     /// Runs until cancelled; on an error the loop starts over from the last commit.
     pub async fn run(self, cancel: CancellationToken) {
-        loop {
-            match self.run_once(&cancel).await {
-                Ok(()) => return,
-                Err(e) => {
-                    warn!(error = %e, "catalog projector failed; restarting from its last commit");
-                    tokio::select! {
-                        _ = cancel.cancelled() => return,
-                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-                    }
-                }
-            }
-        }
+        supervise("catalog projector", &cancel, || self.run_once(&cancel)).await
     }
 
     async fn run_once(&self, cancel: &CancellationToken) -> Result<(), ProjectorError> {
@@ -278,6 +267,28 @@ impl CatalogProjector {
             }
         }
         Ok(())
+    }
+}
+
+/// Runs a projector's loop until it ends or is cancelled; after an error, waits a
+/// moment and runs it again (it starts over from its own checkpoint).
+pub(crate) async fn supervise<F, Fut, E>(what: &str, cancel: &CancellationToken, mut attempt: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    loop {
+        match attempt().await {
+            Ok(()) => return,
+            Err(e) => {
+                warn!(error = %e, "{what} failed; starting over from its checkpoint");
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                }
+            }
+        }
     }
 }
 

@@ -39,6 +39,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::http::{Problem, wait_for_position, with_position};
+use crate::projector::supervise;
 use crate::view::{ProductView, ViewStatus, ViewUpdate};
 
 #[derive(Debug, thiserror::Error)]
@@ -192,18 +193,7 @@ impl StockProjector {
 
     /// Runs until cancelled; after an error it starts over from its checkpoint.
     pub async fn run(self, cancel: CancellationToken) {
-        loop {
-            match self.run_once(&cancel).await {
-                Ok(()) => return,
-                Err(e) => {
-                    warn!(error = %e, "stock projector failed; restarting from its checkpoint");
-                    tokio::select! {
-                        _ = cancel.cancelled() => return,
-                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-                    }
-                }
-            }
-        }
+        supervise("stock projector", &cancel, || self.run_once(&cancel)).await
     }
 
     async fn run_once(&self, cancel: &CancellationToken) -> Result<(), StockError> {
