@@ -63,6 +63,34 @@ pub enum Command {
         #[command(subcommand)]
         action: TopicsCommand,
     },
+    /// Work with the event log itself.
+    Log {
+        #[command(subcommand)]
+        action: LogCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LogCommand {
+    /// Copy an embedded log (`events` and `dlq`) into Kafka topics, partition by
+    /// partition with order and offsets kept. Resumable: run it again after an
+    /// interruption. Refuses topics that hold anything else, unless --force.
+    Export(LogExportArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct LogExportArgs {
+    /// The data directory whose embedded log (`DIR/log`) is copied.
+    #[arg(long, env = "STOCKROOM_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    /// Replication factor of topics this creates.
+    #[arg(long, default_value_t = 1)]
+    pub replication: i32,
+    /// Append even into topics that hold records that are not a copy of this log.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -194,6 +222,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Writer(args) => crate::serve::serve(args, crate::serve::Role::Command).await,
         Command::Reader(args) => crate::serve::serve(args, crate::serve::Role::Query).await,
         Command::Topics { action: TopicsCommand::Create(args) } => crate::serve::create_topics(args).await,
+        Command::Log { action: LogCommand::Export(args) } => crate::export::export(args).await,
     }
 }
 

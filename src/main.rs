@@ -3,6 +3,7 @@
 
 mod auth;
 mod cli;
+mod export;
 mod limits;
 mod metrics;
 mod ops;

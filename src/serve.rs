@@ -39,7 +39,7 @@ impl Role {
     }
 }
 
-fn kafka_config(args: &KafkaArgs, node_id: &str) -> anyhow::Result<Option<KafkaConfig>> {
+pub(crate) fn kafka_config(args: &KafkaArgs, node_id: &str) -> anyhow::Result<Option<KafkaConfig>> {
     let Some(bootstrap) = &args.kafka else { return Ok(None) };
     let mut config = KafkaConfig::new(bootstrap, TopicNames::new(&args.topic_prefix));
     config.client_id = node_id.to_owned();
