@@ -1,6 +1,7 @@
 //! `stockroom`: the one binary. Parses the command line, wires the crates together
 //! and runs them until SIGINT/SIGTERM.
 
+mod admin;
 mod auth;
 mod cli;
 mod export;

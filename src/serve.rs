@@ -17,7 +17,7 @@ use utoipa::OpenApi;
 
 use crate::cli::{KafkaArgs, MembershipArg, ServeArgs, TopicsCreateArgs};
 use crate::metrics::{self, Metrics};
-use crate::{auth, limits, ops};
+use crate::{admin, auth, limits, ops};
 
 /// Which parts a node runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -130,14 +130,33 @@ pub async fn serve(args: ServeArgs, role: Role) -> anyhow::Result<()> {
         router = router.merge(stockroom_query::router(QueryApi {
             catalog,
             orders,
-            applied,
+            applied: applied.clone(),
             read_timeout: args.read_timeout,
         }));
         spec.merge(stockroom_query::QueryApiDoc::openapi());
         // The stock view: a projector of its own, with its own store and checkpoint.
         let book = Arc::new(StockBook::open(&data.join("stock")).context("cannot open the stock view")?);
         let (stock, stock_applied) = StockProjector::new(log.clone(), book.clone())?;
+        let stock_stats = stock.stats();
         tracker.spawn(stock.run(cancel.clone()));
+        let catalog_stats = projector_stats.clone();
+        let views = admin::Views {
+            log: log.clone(),
+            views: vec![
+                admin::View {
+                    name: "catalog",
+                    applied,
+                    events_applied: Arc::new(move || catalog_stats.events_applied.load(Ordering::Relaxed)),
+                },
+                admin::View {
+                    name: "stock",
+                    applied: stock_applied.clone(),
+                    events_applied: Arc::new(move || stock_stats.events_applied.load(Ordering::Relaxed)),
+                },
+            ],
+        };
+        router = router.route("/admin/views", axum::routing::get(admin::views).with_state(Arc::new(views)));
+        spec.merge(admin::AdminApiDoc::openapi());
         router = router.merge(stockroom_query::stock::router(StockApi {
             book,
             applied: stock_applied,

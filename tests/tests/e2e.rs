@@ -587,6 +587,17 @@ async fn openapi_docs_and_health(backend: Backend) {
         .sum();
     assert_eq!(lag, 0.0, "{metrics}");
     assert_eq!(value("stockroom_http_requests_total{route=\"/products\",method=\"POST\",status=\"201\"}"), 1.0);
+    // Every view, caught up with the writes above.
+    let at = a.header("stockroom-position").unwrap().to_owned();
+    s.get_at("/alerts/low-stock", &at).await.expect(200);
+    let views = s.get("/admin/views").await.expect(200).body;
+    let names: Vec<&str> = views["views"].as_array().unwrap().iter().map(|v| v["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["catalog", "stock"], "{views}");
+    for v in views["views"].as_array().unwrap() {
+        assert_eq!(v["state"], "serving", "{views}");
+        assert_eq!(v["lag"], 0, "{views}");
+        assert_eq!(v["events_applied"], 2, "{views}");
+    }
     assert!(value("stockroom_http_request_duration_seconds_count{route=\"/products/{sku}/stock/receipts\"}") >= 1.0);
     s.stop().await;
 }
