@@ -16,7 +16,7 @@ use super::worker::{Worker, log_of};
 use crate::protocol::{CommandRecord, Notify, Outcome, OutcomeRecord, Target};
 use crate::store::{AppliedCommand, StoredOutcome};
 
-/// How long an owed GTIN release keeps being sent again by the resume sweep.
+/// How long an owed GTIN release is kept, to be sent again if the worker restarts.
 const RELEASE_RESEND_WINDOW_MS: i64 = 60_000;
 
 /// A decoded command and where it came from.
@@ -392,8 +392,9 @@ impl Worker {
     }
 
     /// Forwards pending GTIN claims and asks again for the steps of unfinished orders:
-    /// after a crash anywhere, this is what finishes every saga.
-    pub(super) async fn resume_sagas(&mut self, older_than: Timestamp) -> Result<(), ProcessorError> {
+    /// after a crash anywhere, this is what finishes every saga. `at_start`: the worker
+    /// has just started (see the owed releases below).
+    pub(super) async fn resume_sagas(&mut self, older_than: Timestamp, at_start: bool) -> Result<(), ProcessorError> {
         let mut sends = Vec::new();
         for (canonical, fingerprint) in self.store.pending_claims(10_000)? {
             let Some(claim) = self.store.gtin_claim(&canonical)? else { continue };
@@ -416,20 +417,21 @@ impl Worker {
                 sends.extend(order_steps(&order));
             }
         }
-        // Releases are sent again until they are older than a minute: a release is
-        // idempotent (it names the claim it ends), so sending it twice is harmless.
+        // A release is sent when its product gives the GTIN up (`apply_effects`), and
+        // sits in `commands` until the GTIN's partition reads it. Only a crash can lose
+        // it (the embedded `commands` is in memory), so a starting worker sends every
+        // owed release again (idempotent: its id is `{claim}.release`); while the worker
+        // lives, a release is only forgotten once it is a minute old.
         let settled_before = Timestamp(time::now_ms() - RELEASE_RESEND_WINDOW_MS);
         let mut forget = Vec::new();
         for r in self.store.owed_releases(10_000)? {
-            if r.since > older_than {
-                continue;
+            if at_start {
+                let target =
+                    Target::Gtin { gtin: r.gtin, command: GtinCommand::Release { sku: r.sku, claim: r.claim.clone() } };
+                sends.push(internal(derived_id(&r.claim, "release")?, target, None));
+            } else if r.since <= settled_before {
+                forget.push(r.claim);
             }
-            if r.since <= settled_before {
-                forget.push(r.claim.clone());
-            }
-            let target =
-                Target::Gtin { gtin: r.gtin, command: GtinCommand::Release { sku: r.sku, claim: r.claim.clone() } };
-            sends.push(internal(derived_id(&r.claim, "release")?, target, None));
         }
         self.send_commands(sends).await?;
         if !forget.is_empty() {

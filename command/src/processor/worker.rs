@@ -77,7 +77,7 @@ impl Worker {
         let mut next_purge = Instant::now() + Duration::from_secs(60);
         // What the catch-up found: unfinished sagas are driven on at once.
         self.apply_effects().await?;
-        self.resume_sagas(Timestamp(i64::MAX)).await?;
+        self.resume_sagas(Timestamp(i64::MAX), true).await?;
         let mut next_resume = Instant::now() + SAGA_RESUME_INTERVAL;
         loop {
             let records = tokio::select! {
@@ -98,7 +98,7 @@ impl Worker {
             }
             if Instant::now() >= next_resume {
                 let older_than = Timestamp(time::now_ms() - SAGA_RESUME_INTERVAL.as_millis() as i64);
-                self.resume_sagas(older_than).await?;
+                self.resume_sagas(older_than, false).await?;
                 next_resume = Instant::now() + SAGA_RESUME_INTERVAL;
             }
             if Instant::now() >= next_purge {
