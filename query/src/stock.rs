@@ -38,7 +38,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::http::{Problem, wait_for_position, with_position};
+use crate::http::{Problem, one, wait_for_position, with_position};
 use crate::projector::supervise;
 use crate::view::{ProductView, ViewStatus, ViewUpdate};
 
@@ -369,14 +369,9 @@ async fn history(State(api): State<StockApi>, UrlPath(sku): UrlPath<String>, hea
         Err(p) => return p.into_response(),
     };
     let book = api.book.clone();
-    let key = sku.clone();
-    let response = match tokio::task::spawn_blocking(move || book.history(&key)).await {
-        Ok(Ok(Some(events))) => axum::Json(History { sku, events }).into_response(),
-        Ok(Ok(None)) => Problem::new(StatusCode::NOT_FOUND, "not-found", "no such product").into_response(),
-        Ok(Err(e)) => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()).into_response(),
-        Err(e) => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()).into_response(),
-    };
-    with_position(response, &position)
+    let found =
+        tokio::task::spawn_blocking(move || book.history(&sku).map(|e| e.map(|events| History { sku, events }))).await;
+    with_position(one(found, |_| None, "product"), &position)
 }
 
 #[derive(utoipa::OpenApi)]

@@ -77,6 +77,28 @@ pub(crate) async fn wait_for_position(
     }
 }
 
+/// The answer to a read of one thing: 200 with its JSON (and its version as `ETag`),
+/// or a 404 or 500 problem.
+pub(crate) fn one<T: serde::Serialize, E: std::fmt::Display>(
+    found: Result<Result<Option<T>, E>, tokio::task::JoinError>,
+    version: impl Fn(&T) -> Option<u64>,
+    what: &str,
+) -> Response {
+    match found {
+        Ok(Ok(Some(value))) => {
+            let etag = version(&value).and_then(|v| HeaderValue::from_str(&format!("\"{v}\"")).ok());
+            let mut r = axum::Json(value).into_response();
+            if let Some(etag) = etag {
+                r.headers_mut().insert(header::ETAG, etag);
+            }
+            r
+        }
+        Ok(Ok(None)) => Problem::new(StatusCode::NOT_FOUND, "not-found", format!("no such {what}")).into_response(),
+        Ok(Err(e)) => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()).into_response(),
+        Err(e) => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()).into_response(),
+    }
+}
+
 pub(crate) fn with_position(mut response: Response, position: &Position) -> Response {
     if let Ok(v) = HeaderValue::from_str(&position.to_string()) {
         response.headers_mut().insert(POSITION_HEADER, v);
@@ -94,20 +116,7 @@ async fn get_product(State(api): State<QueryApi>, Path(sku): Path<String>, heade
     };
     let catalog = api.catalog.clone();
     let found = tokio::task::spawn_blocking(move || catalog.get(&sku)).await;
-    let response = match found {
-        Ok(Ok(Some(view))) => {
-            let etag = HeaderValue::from_str(&format!("\"{}\"", view.version));
-            let mut r = axum::Json(view).into_response();
-            if let Ok(etag) = etag {
-                r.headers_mut().insert(header::ETAG, etag);
-            }
-            r
-        }
-        Ok(Ok(None)) => Problem::new(StatusCode::NOT_FOUND, "not-found", "no such product").into_response(),
-        Ok(Err(e)) => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()).into_response(),
-        Err(e) => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()).into_response(),
-    };
-    with_position(response, &position)
+    with_position(one(found, |v| Some(v.version), "product"), &position)
 }
 
 #[utoipa::path(get, path = "/orders/{id}", tag = "orders",
@@ -120,21 +129,8 @@ async fn get_order(State(api): State<QueryApi>, Path(id): Path<String>, headers:
     };
     let orders = api.orders.clone();
     let found = tokio::task::spawn_blocking(move || orders.get(&id)).await;
-    let response = match found {
-        Ok(Ok(Some(order))) => {
-            let view = OrderView::from(&order);
-            let etag = HeaderValue::from_str(&format!("\"{}\"", view.version));
-            let mut r = axum::Json(view).into_response();
-            if let Ok(etag) = etag {
-                r.headers_mut().insert(header::ETAG, etag);
-            }
-            r
-        }
-        Ok(Ok(None)) => Problem::new(StatusCode::NOT_FOUND, "not-found", "no such order").into_response(),
-        Ok(Err(e)) => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()).into_response(),
-        Err(e) => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()).into_response(),
-    };
-    with_position(response, &position)
+    let found = found.map(|r| r.map(|o| o.as_ref().map(OrderView::from)));
+    with_position(one(found, |v| Some(v.version), "order"), &position)
 }
 
 #[utoipa::path(get, path = "/search", tag = "catalog",
