@@ -76,6 +76,23 @@ pub enum LogCommand {
     /// partition with order and offsets kept. Resumable: run it again after an
     /// interruption. Refuses topics that hold anything else, unless --force.
     Export(LogExportArgs),
+    /// Print a topic of an embedded log as JSON lines (partition, offset, key,
+    /// timestamp, headers, payload), partition by partition in order. For reading a
+    /// log with ordinary tools; the node must not be running (the log is locked).
+    Dump(LogDumpArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct LogDumpArgs {
+    /// The data directory whose embedded log (`DIR/log`) is read.
+    #[arg(long, env = "STOCKROOM_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// Which durable topic: events or dlq.
+    #[arg(long, default_value = "events", value_parser = ["events", "dlq"])]
+    pub topic: String,
+    /// Prefix of the topic names.
+    #[arg(long, env = "STOCKROOM_TOPIC_PREFIX", default_value = "stockroom")]
+    pub topic_prefix: String,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -223,6 +240,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Reader(args) => crate::serve::serve(args, crate::serve::Role::Query).await,
         Command::Topics { action: TopicsCommand::Create(args) } => crate::serve::create_topics(args).await,
         Command::Log { action: LogCommand::Export(args) } => crate::export::export(args).await,
+        Command::Log { action: LogCommand::Dump(args) } => crate::export::dump(args).await,
     }
 }
 

@@ -18,9 +18,9 @@ use std::time::Duration;
 use anyhow::Context;
 use stockroom_topics::events::COMMAND_OFFSET_HEADER;
 use stockroom_topics::kafka::{self, KafkaLog, TopicSettings};
-use stockroom_topics::{EmbeddedLog, EventLog, Offset, Partition, Record, Topic, TopicNames};
+use stockroom_topics::{DumpedRecord, EmbeddedLog, EventLog, Offset, Partition, Record, Topic, TopicNames};
 
-use crate::cli::LogExportArgs;
+use crate::cli::{LogDumpArgs, LogExportArgs};
 
 /// Records read and appended per round.
 const BATCH: usize = 5_000;
@@ -63,6 +63,37 @@ pub async fn export(args: LogExportArgs) -> anyhow::Result<()> {
     target.close().await?;
     source.close().await?;
     println!("exported {total} records into {} ({partitions} partitions)", bootstrap);
+    Ok(())
+}
+
+/// `stockroom log dump`: a topic of the embedded log as JSON lines on stdout.
+pub async fn dump(args: LogDumpArgs) -> anyhow::Result<()> {
+    use std::io::Write;
+    let dir = args.data_dir.join("log");
+    anyhow::ensure!(dir.is_dir(), "there is no embedded log in {}", dir.display());
+    let log = EventLog::embedded(
+        EmbeddedLog::open(&dir, TopicNames::new(&args.topic_prefix), None)
+            .with_context(|| format!("cannot open the log in {} (is a node running on it?)", dir.display()))?,
+    );
+    let topic = if args.topic == "dlq" { Topic::Dlq } else { Topic::Events };
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for p in 0..log.partitions(topic) {
+        let end = log.end_offset(topic, Partition(p)).await?;
+        let mut reader = log.reader(topic, &[(Partition(p), Offset(0))])?;
+        let mut next = 0;
+        while next < end.0 {
+            let batch = reader.poll(BATCH, Duration::from_secs(5)).await?;
+            anyhow::ensure!(!batch.is_empty(), "{}/{p}: the log has no record at {next}", topic.suffix());
+            for r in batch.iter().filter(|r| r.offset.0 < end.0) {
+                serde_json::to_writer(&mut out, &DumpedRecord::of(r))?;
+                out.write_all(b"\n")?;
+            }
+            next = batch.last().map_or(next, |r| r.offset.0 + 1);
+        }
+    }
+    out.flush()?;
+    drop(out);
+    log.close().await?;
     Ok(())
 }
 

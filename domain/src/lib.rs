@@ -24,4 +24,4 @@ pub use rejection::Rejection;
 pub use validation::{Currency, Quantity, ValidationError};
 
 /// The schema version of the events this code writes. Readers upcast older ones.
-pub const EVENT_SCHEMA_VERSION: u32 = 1;
+pub const EVENT_SCHEMA_VERSION: u32 = 2;

@@ -170,16 +170,14 @@ pub fn decode_entry(env: &Envelope, record: &StoredRecord) -> Result<LogEntry, C
     Err(CodecError::UnknownType(env.event_type.clone()))
 }
 
-/// The payload of an event record, checked against its envelope.
+/// The payload of an event record, upcast to the current schema and checked against
+/// its envelope.
 fn payload<T: serde::de::DeserializeOwned>(
     env: &Envelope,
     record: &StoredRecord,
     type_of: fn(&T) -> &'static str,
 ) -> Result<T, CodecError> {
-    if env.schema_version != EVENT_SCHEMA_VERSION {
-        return Err(CodecError::SchemaVersion { event_type: env.event_type.clone(), version: env.schema_version });
-    }
-    let event: T = serde_json::from_slice(&record.record.payload)?;
+    let event: T = crate::upcast::decode(&env.event_type, env.schema_version, &record.record.payload)?;
     if type_of(&event) != env.event_type {
         return Err(CodecError::Mismatch(format!(
             "envelope type {} but payload is {}",

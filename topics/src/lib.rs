@@ -18,6 +18,7 @@ pub mod partitioner;
 pub mod record;
 pub mod time;
 pub mod topic;
+pub mod upcast;
 
 pub use embedded::EmbeddedLog;
 pub use envelope::Envelope;
@@ -27,5 +28,5 @@ pub use ids::{MIN_POSITION_HEADER, Offset, POSITION_HEADER, Partition, Position,
 pub use kafka::{KafkaConfig, KafkaLog, MembershipEvent, TopicSettings};
 pub use log::{EventLog, LogReader, MembershipKind, PartitionMembership};
 pub use members::MembershipConfig;
-pub use record::{Headers, Record, StoredRecord};
+pub use record::{DumpedRecord, Headers, Record, StoredRecord};
 pub use topic::{Topic, TopicLayout, TopicNames};

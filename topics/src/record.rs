@@ -58,3 +58,42 @@ pub struct StoredRecord {
     pub offset: Offset,
     pub record: Record,
 }
+
+/// A record as one line of JSON, the format of `stockroom log dump` (and of the
+/// recorded old-version events the upcaster is tested with). Header values and the
+/// payload are text; bytes that are not UTF-8 are replaced (a dump is for reading,
+/// and the log's own records are UTF-8).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DumpedRecord {
+    pub partition: u32,
+    pub offset: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    pub timestamp_ms: i64,
+    pub headers: Vec<(String, String)>,
+    pub payload: String,
+}
+
+impl DumpedRecord {
+    pub fn of(stored: &StoredRecord) -> DumpedRecord {
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        DumpedRecord {
+            partition: stored.partition.0,
+            offset: stored.offset.0,
+            key: stored.record.key.as_deref().map(text),
+            timestamp_ms: stored.record.timestamp_ms,
+            headers: stored.record.headers.iter().map(|(n, v)| (n.to_owned(), text(v))).collect(),
+            payload: text(&stored.record.payload),
+        }
+    }
+
+    /// The record, to append again.
+    pub fn record(&self) -> Record {
+        Record {
+            key: self.key.as_ref().map(|k| k.clone().into_bytes()),
+            headers: self.headers.iter().map(|(n, v)| (n.clone(), v.clone().into_bytes())).collect(),
+            payload: self.payload.clone().into_bytes(),
+            timestamp_ms: self.timestamp_ms,
+        }
+    }
+}

@@ -55,6 +55,10 @@ pub enum DetailField {
 pub enum ProductEventBody {
     ProductRegistered {
         details: ProductDetails,
+        /// Units on hand at registration. Named `initial_on_hand` on the wire since
+        /// schema version 2 (version 1 said `initial_stock`, which left open whether
+        /// it meant on hand or available); `stockroom_topics::upcast` renames it.
+        #[serde(rename = "initial_on_hand")]
         initial_stock: u64,
     },
     /// Carries the full details after the change, so a reader needs no earlier state.
