@@ -1,12 +1,18 @@
-//! `GET /admin/views`: each view this node serves, where it is in the log and how far
-//! behind. (Rebuilding a view on request — the replay topic — is not built yet.)
+//! `GET /admin/views`: each view this node serves, where it is in the log, how far
+//! behind, and how its latest rebuild is going; `POST /admin/replay`: ask every
+//! query node to rebuild a view (a request on the `replay` topic; see
+//! `stockroom_query::rebuild`).
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use stockroom_query::http::Problem;
+use stockroom_query::{RebuildReport, RebuildStatus};
+use stockroom_topics::replay::{RebuildRequested, RebuildState, ReplayMessage, VIEWS};
 use stockroom_topics::{EventLog, Partition, Position, Topic};
 use tokio::sync::watch;
 
@@ -15,6 +21,8 @@ pub struct View {
     pub name: &'static str,
     pub applied: watch::Receiver<Position>,
     pub events_applied: Arc<dyn Fn() -> u64 + Send + Sync>,
+    /// The view's rebuilds, if it can be rebuilt on request.
+    pub rebuilds: Option<Arc<RebuildStatus>>,
 }
 
 pub struct Views {
@@ -22,9 +30,51 @@ pub struct Views {
     pub views: Vec<View>,
 }
 
+/// The latest rebuild of a view on this node.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct RebuildView {
+    /// The request's offset in the `replay` topic...
+    pub request: u64,
+    /// ...and the latest request this rebuild answers (requests made during a
+    /// rebuild are answered by it).
+    pub answers: u64,
+    /// `rebuilding`, `done` or `failed`.
+    pub state: &'static str,
+    /// Events read into the new view, of `total` in the log.
+    pub read: u64,
+    pub total: u64,
+    /// Percent done, 0–100.
+    pub percent: f64,
+    /// Events per second.
+    pub rate: u64,
+}
+
+impl RebuildView {
+    fn of(r: &RebuildReport) -> RebuildView {
+        RebuildView {
+            request: r.request,
+            answers: r.answers,
+            state: state_name(r.state),
+            read: r.read,
+            total: r.total,
+            percent: if r.total == 0 { 100.0 } else { (r.read as f64 * 100.0 / r.total as f64).min(100.0) },
+            rate: r.rate,
+        }
+    }
+}
+
+pub fn state_name(state: RebuildState) -> &'static str {
+    match state {
+        RebuildState::Rebuilding => "rebuilding",
+        RebuildState::Done => "done",
+        RebuildState::Failed => "failed",
+    }
+}
+
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ViewReport {
     pub name: &'static str,
+    /// `rebuilding` (a fresh copy is being built; this one serves meanwhile),
     /// `serving` (caught up with the log's head) or `catching-up`.
     pub state: &'static str,
     /// The position token the view has applied.
@@ -32,6 +82,9 @@ pub struct ViewReport {
     /// Events in the log the view has not read yet.
     pub lag: u64,
     pub events_applied: u64,
+    /// The latest rebuild on this node since it started (or the one it resumed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rebuild: Option<RebuildView>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -52,19 +105,102 @@ pub async fn views(State(views): State<Arc<Views>>) -> Response {
         .map(|v| {
             let position = v.applied.borrow().clone();
             let lag = ends.iter().filter_map(|(p, end)| end.map(|e| e.0.saturating_sub(position.get(*p).0))).sum();
+            let rebuild = v.rebuilds.as_ref().and_then(|r| r.latest());
+            let rebuilding = rebuild.as_ref().is_some_and(|r| r.state == RebuildState::Rebuilding);
             ViewReport {
                 name: v.name,
-                state: if lag == 0 { "serving" } else { "catching-up" },
+                state: if rebuilding {
+                    "rebuilding"
+                } else if lag == 0 {
+                    "serving"
+                } else {
+                    "catching-up"
+                },
                 position: position.to_string(),
                 lag,
                 events_applied: (v.events_applied)(),
+                rebuild: rebuild.as_ref().map(RebuildView::of),
             }
         })
         .collect();
     Json(ViewsReport { views: status }).into_response()
 }
 
+/// What `POST /admin/replay` takes.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayBody {
+    /// The view to rebuild: `catalog`.
+    pub view: String,
+}
+
+/// What `POST /admin/replay` answers.
+#[derive(Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ReplayAccepted {
+    pub view: String,
+    /// The request's offset in the `replay` topic; nodes report on it in `/admin/views`.
+    pub request: u64,
+}
+
+/// Anyone who may publish rebuild requests: the log, and the node's name.
+pub struct Replay {
+    pub log: EventLog,
+    pub node: String,
+}
+
+/// Publishes a rebuild request; `by` says who asked.
+pub async fn publish_rebuild(log: &EventLog, view: &str, by: &str) -> Result<u64, stockroom_topics::LogError> {
+    let request = ReplayMessage::Requested(RebuildRequested {
+        view: view.to_owned(),
+        by: by.to_owned(),
+        at_ms: stockroom_topics::time::now_ms(),
+    });
+    let offsets = log.append(Topic::Replay, Partition(0), vec![request.encode(&format!("/stockroom/{by}"))]).await?;
+    Ok(offsets.first().map_or(0, |o| o.0))
+}
+
+#[utoipa::path(post, path = "/admin/replay", tag = "admin", request_body = ReplayBody,
+    responses(
+        (status = 202, description = "the request is published; every query node serving the view rebuilds it \
+            in the background and swaps it in when caught up (see /admin/views)", body = ReplayAccepted),
+        (status = 400, description = "the body is not JSON", body = Problem),
+        (status = 422, description = "unknown view", body = Problem),
+        (status = 503, description = "the log cannot be written now; retry", body = Problem)))]
+pub async fn replay(State(replay): State<Arc<Replay>>, body: axum::body::Bytes) -> Response {
+    let body: ReplayBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => {
+            return Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid-body",
+                format!("the body is not {{\"view\": ...}}: {e}"),
+            )
+            .into_response();
+        }
+    };
+    if !VIEWS.contains(&body.view.as_str()) {
+        let mut p = Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation",
+            format!("unknown view {:?}; views that can be rebuilt: {}", body.view, VIEWS.join(", ")),
+        );
+        p.parameter = Some("view".into());
+        return p.into_response();
+    }
+    match publish_rebuild(&replay.log, &body.view, &replay.node).await {
+        Ok(request) => (
+            StatusCode::ACCEPTED,
+            [(axum::http::header::LOCATION, "/admin/views")],
+            Json(ReplayAccepted { view: body.view, request }),
+        )
+            .into_response(),
+        Err(e) => Problem::new(StatusCode::SERVICE_UNAVAILABLE, "log-unavailable", format!("cannot publish: {e}"))
+            .retry_after(1)
+            .into_response(),
+    }
+}
+
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(views), components(schemas(ViewsReport, ViewReport)),
+#[openapi(paths(views, replay), components(schemas(ViewsReport, ViewReport, RebuildView, ReplayBody, ReplayAccepted)),
     tags((name = "admin", description = "operating the node (needs the admin role when tokens are configured)")))]
 pub struct AdminApiDoc;

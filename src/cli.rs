@@ -63,6 +63,10 @@ pub enum Command {
         #[command(subcommand)]
         action: TopicsCommand,
     },
+    /// Ask every query node to rebuild a view from the start of the log, in the
+    /// background (the old view serves until the new one has caught up and is swapped
+    /// in), and show their progress until each is done.
+    Replay(ReplayArgs),
     /// Work with the event log itself.
     Log {
         #[command(subcommand)]
@@ -108,6 +112,34 @@ pub struct LogExportArgs {
     /// Append even into topics that hold records that are not a copy of this log.
     #[arg(long)]
     pub force: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ReplayArgs {
+    /// The view to rebuild.
+    #[arg(long, default_value = "catalog")]
+    pub view: String,
+    /// Embedded log: the node's data directory (its address is read from
+    /// `DIR/serve.addr`; with no node running, the request is written into the log).
+    #[arg(long, env = "STOCKROOM_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// Ask this node over HTTP instead (`http://host:port`).
+    #[arg(long, env = "STOCKROOM_URL")]
+    pub url: Option<String>,
+    /// Bearer token (admin role) for --url or the embedded node.
+    #[arg(long, env = "STOCKROOM_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    /// Publish the request and return without waiting.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// How long to wait for every node to finish.
+    #[arg(long, default_value = "60m", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Kafka: how long no new node must have reported before the wait ends.
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    pub settle: Duration,
 }
 
 #[derive(Subcommand, Debug)]
@@ -241,6 +273,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Topics { action: TopicsCommand::Create(args) } => crate::serve::create_topics(args).await,
         Command::Log { action: LogCommand::Export(args) } => crate::export::export(args).await,
         Command::Log { action: LogCommand::Dump(args) } => crate::export::dump(args).await,
+        Command::Replay(args) => crate::replay::replay(args).await,
     }
 }
 

@@ -8,6 +8,7 @@ mod export;
 mod limits;
 mod metrics;
 mod ops;
+mod replay;
 mod serve;
 
 use clap::Parser;

@@ -74,6 +74,8 @@ pub struct Metrics {
     pub http: HttpMetrics,
     pub processor: Option<Arc<ProcessorHealth>>,
     pub projector: Option<(Arc<ProjectorStats>, watch::Receiver<Position>)>,
+    /// The catalog's rebuilds on request.
+    pub rebuilds: Option<Arc<stockroom_query::RebuildStatus>>,
     pub scrapes: AtomicU64,
 }
 
@@ -167,6 +169,21 @@ pub async fn render(State(metrics): State<Arc<Metrics>>) -> Response {
             out,
             "# TYPE stockroom_catalog_commits_total counter\nstockroom_catalog_commits_total {}",
             stats.commits.load(Ordering::Relaxed)
+        );
+    }
+    if let Some(rebuilds) = &m.rebuilds {
+        let latest = rebuilds.latest();
+        let (read, total, running) = latest.as_ref().map_or((0, 0, false), |r| {
+            (r.read, r.total, r.state == stockroom_topics::replay::RebuildState::Rebuilding)
+        });
+        let _ = writeln!(
+            out,
+            "# TYPE stockroom_catalog_rebuild_running gauge\nstockroom_catalog_rebuild_running {}\n\
+             # TYPE stockroom_catalog_rebuild_events_read gauge\nstockroom_catalog_rebuild_events_read {read}\n\
+             # TYPE stockroom_catalog_rebuild_events_total gauge\nstockroom_catalog_rebuild_events_total {total}\n\
+             # TYPE stockroom_catalog_rebuilds_completed_total counter\nstockroom_catalog_rebuilds_completed_total {}",
+            u8::from(running),
+            rebuilds.completed.load(Ordering::Relaxed)
         );
     }
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()

@@ -7,7 +7,7 @@ use anyhow::Context;
 use axum::Router;
 use stockroom_command::{CommandApi, CommandClient, Processor, ProcessorConfig, StateStore};
 use stockroom_query::stock::{StockApi, StockBook, StockProjector};
-use stockroom_query::{Catalog, CatalogProjector, OrderBook, QueryApi};
+use stockroom_query::{CatalogProjector, CatalogSlot, OrderBook, QueryApi, Rebuilder};
 use stockroom_topics::kafka::{self, KafkaConfig, KafkaLog, TopicSettings};
 use stockroom_topics::{EmbeddedLog, EventLog, MembershipConfig, MembershipKind, Topic, TopicNames};
 use tokio_util::sync::CancellationToken;
@@ -90,6 +90,7 @@ pub async fn serve(args: ServeArgs, role: Role) -> anyhow::Result<()> {
         http: Default::default(),
         processor: None,
         projector: None,
+        rebuilds: None,
         scrapes: Default::default(),
     };
 
@@ -120,13 +121,18 @@ pub async fn serve(args: ServeArgs, role: Role) -> anyhow::Result<()> {
         state = Some(store);
     }
     if role.reads() {
-        let catalog = Arc::new(Catalog::open(&data.join("catalog")).context("cannot open the catalog index")?);
+        let catalog = Arc::new(CatalogSlot::open(data).context("cannot open the catalog index")?);
         let (orders, orders_fresh) = OrderBook::open(&data.join("orders")).context("cannot open the orders view")?;
         let orders = Arc::new(orders);
         let (projector, applied) = CatalogProjector::new(log.clone(), catalog.clone(), orders.clone(), orders_fresh)?;
         let projector_stats = projector.stats();
+        // Rebuilds on request (the replay topic), swapped in by the projector.
+        let rebuilder = Rebuilder::new(log.clone(), catalog.clone(), projector.swapper(), &args.node_id);
+        let rebuilds = rebuilder.status();
         metrics.projector = Some((projector_stats.clone(), applied.clone()));
+        metrics.rebuilds = Some(rebuilds.clone());
         tracker.spawn(projector.run(cancel.clone()));
+        tracker.spawn(rebuilder.run(cancel.clone()));
         router = router.merge(stockroom_query::router(QueryApi {
             catalog,
             orders,
@@ -147,15 +153,19 @@ pub async fn serve(args: ServeArgs, role: Role) -> anyhow::Result<()> {
                     name: "catalog",
                     applied,
                     events_applied: Arc::new(move || catalog_stats.events_applied.load(Ordering::Relaxed)),
+                    rebuilds: Some(rebuilds),
                 },
                 admin::View {
                     name: "stock",
                     applied: stock_applied.clone(),
                     events_applied: Arc::new(move || stock_stats.events_applied.load(Ordering::Relaxed)),
+                    rebuilds: None,
                 },
             ],
         };
         router = router.route("/admin/views", axum::routing::get(admin::views).with_state(Arc::new(views)));
+        let replay = admin::Replay { log: log.clone(), node: args.node_id.clone() };
+        router = router.route("/admin/replay", axum::routing::post(admin::replay).with_state(Arc::new(replay)));
         spec.merge(admin::AdminApiDoc::openapi());
         router = router.merge(stockroom_query::stock::router(StockApi {
             book,
@@ -177,10 +187,16 @@ pub async fn serve(args: ServeArgs, role: Role) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
+    // Where `stockroom replay --data-dir` finds this node.
+    let addr_file = data.join(crate::replay::ADDR_FILE);
+    if let Err(e) = std::fs::write(&addr_file, addr.to_string()) {
+        tracing::warn!(file = %addr_file.display(), error = %e, "cannot record the listening address");
+    }
     info!(%addr, role = ?role, access = if tokens.is_empty() { "open" } else { "tokens" }, log = log.backend(), data_dir = %data.display(), partitions = log.partitions(Topic::Events), "listening");
     axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
 
     info!("shutting down");
+    let _ = std::fs::remove_file(&addr_file);
     cancel.cancel();
     tracker.close();
     tracker.wait().await;

@@ -9,11 +9,13 @@ pub mod catalog;
 pub mod http;
 pub mod orders;
 pub mod projector;
+pub mod rebuild;
 pub mod stock;
 pub mod view;
 
 pub use catalog::{Catalog, CatalogError, SearchRequest, SearchResponse};
 pub use http::{QueryApi, QueryApiDoc, router};
 pub use orders::{OrderBook, OrderBookError, OrderView};
-pub use projector::{CatalogCheckpoint, CatalogProjector, ProjectorError, ProjectorStats};
+pub use projector::{CatalogCheckpoint, CatalogProjector, ProjectorError, ProjectorStats, Swap};
+pub use rebuild::{CatalogSlot, RebuildReport, RebuildStatus, Rebuilder};
 pub use view::{ProductView, ViewUpdate};

@@ -39,12 +39,13 @@ use stockroom_topics::events::{LogEntry, decode_entry, envelope_of};
 use stockroom_topics::{
     Admission, EventLog, FenceTracker, LogReader, Offset, Partition, Position, StoredRecord, Topic,
 };
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::catalog::{Catalog, CatalogError};
 use crate::orders::{OrderBook, OrderBookError, OrderUpdate};
+use crate::rebuild::CatalogSlot;
 use crate::view::{ProductView, ViewUpdate};
 
 /// What the catalog's commit payload holds.
@@ -52,6 +53,10 @@ use crate::view::{ProductView, ViewUpdate};
 pub struct CatalogCheckpoint {
     pub position: Position,
     pub fences: FenceTracker,
+    /// The next offset of the `replay` topic whose requests this catalog has not
+    /// answered yet: a rebuilt catalog carries the requests it answers.
+    #[serde(default)]
+    pub replay: u64,
 }
 
 /// The most records folded into one commit.
@@ -65,6 +70,8 @@ pub enum ProjectorError {
     Catalog(#[from] CatalogError),
     #[error(transparent)]
     Orders(#[from] OrderBookError),
+    #[error(transparent)]
+    Slot(#[from] crate::rebuild::SlotError),
     #[error("the index writer task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
 }
@@ -85,17 +92,19 @@ pub struct ProjectorStats {
 
 pub struct CatalogProjector {
     log: EventLog,
-    catalog: Arc<Catalog>,
+    slot: Arc<CatalogSlot>,
     orders: Arc<OrderBook>,
     applied: watch::Sender<Position>,
     stats: Arc<ProjectorStats>,
+    swaps: tokio::sync::Mutex<mpsc::Receiver<Swap>>,
+    swap_tx: mpsc::Sender<Swap>,
 }
 
 /// What one batch changes, per view.
 #[derive(Default)]
-struct Pending {
-    products: HashMap<String, ProductView>,
-    orders: HashMap<String, Order>,
+pub(crate) struct Pending {
+    pub products: HashMap<String, ProductView>,
+    pub orders: HashMap<String, Order>,
 }
 
 impl CatalogProjector {
@@ -104,22 +113,38 @@ impl CatalogProjector {
     /// checkpoint does not cover it, so both are rebuilt from offset 0.
     pub fn new(
         log: EventLog,
-        catalog: Arc<Catalog>,
+        slot: Arc<CatalogSlot>,
         orders: Arc<OrderBook>,
         orders_fresh: bool,
     ) -> Result<(CatalogProjector, watch::Receiver<Position>), ProjectorError> {
+        let catalog = slot.current();
         let mut checkpoint: CatalogCheckpoint = catalog.checkpoint()?.unwrap_or_default();
-        if orders_fresh && checkpoint != CatalogCheckpoint::default() {
+        if orders_fresh && checkpoint.position != Position::default() {
             info!("the orders view is new; rebuilding the catalog with it from the start of the log");
-            checkpoint = CatalogCheckpoint::default();
+            checkpoint = CatalogCheckpoint { replay: checkpoint.replay, ..CatalogCheckpoint::default() };
             catalog.clear(&checkpoint)?;
         }
         let (applied, rx) = watch::channel(checkpoint.position);
-        Ok((CatalogProjector { log, catalog, orders, applied, stats: Arc::default() }, rx))
+        let (swap_tx, swaps) = mpsc::channel(1);
+        let projector = CatalogProjector {
+            log,
+            slot,
+            orders,
+            applied,
+            stats: Arc::default(),
+            swaps: tokio::sync::Mutex::new(swaps),
+            swap_tx,
+        };
+        Ok((projector, rx))
     }
 
     pub fn stats(&self) -> Arc<ProjectorStats> {
         self.stats.clone()
+    }
+
+    /// Where a rebuilder hands over a rebuilt catalog (see [`Swap`]).
+    pub fn swapper(&self) -> mpsc::Sender<Swap> {
+        self.swap_tx.clone()
     }
 
     /// Runs until cancelled; on an error the loop starts over from the last commit.
@@ -128,15 +153,33 @@ impl CatalogProjector {
     }
 
     async fn run_once(&self, cancel: &CancellationToken) -> Result<(), ProjectorError> {
-        let mut checkpoint: CatalogCheckpoint = self.catalog.checkpoint()?.unwrap_or_default();
-        let partitions = self.log.partitions(Topic::Events);
-        let from: Vec<(Partition, Offset)> =
-            (0..partitions).map(|p| (Partition(p), checkpoint.position.get(Partition(p)))).collect();
-        let mut reader = self.log.reader(Topic::Events, &from)?;
+        let mut swaps = self.swaps.lock().await;
+        let mut catalog = self.slot.current();
+        let mut checkpoint: CatalogCheckpoint = match catalog.checkpoint()? {
+            Some(c) => c,
+            // Built from offset 0 now: that answers every rebuild request so far.
+            None => CatalogCheckpoint { replay: replay_end(&self.log).await?, ..CatalogCheckpoint::default() },
+        };
+        let mut reader = reader_at(&self.log, &checkpoint.position)?;
         info!(position = %checkpoint.position, "catalog projector started");
         loop {
             let first = tokio::select! {
                 _ = cancel.cancelled() => return Ok(()),
+                Some(swap) = swaps.recv() => {
+                    let outcome = self.swap_in(&swap, &checkpoint).await;
+                    match outcome {
+                        Ok((new_checkpoint, new_reader)) => {
+                            checkpoint = new_checkpoint;
+                            reader = new_reader;
+                            catalog = swap.catalog.clone();
+                            let _ = swap.done.send(Ok(()));
+                        }
+                        Err(e) => {
+                            let _ = swap.done.send(Err(e.to_string()));
+                        }
+                    }
+                    continue;
+                }
                 r = reader.poll(MAX_BATCH, Duration::from_millis(200)) => r?,
             };
             if first.is_empty() {
@@ -148,7 +191,8 @@ impl CatalogProjector {
             }
             let mut pending = Pending::default();
             let mut folded = first.len();
-            self.fold(first, &mut pending, &mut checkpoint)?;
+            let target = Target { catalog: &catalog, orders: Some(&self.orders), stats: &self.stats };
+            fold(&target, first, &mut pending, &mut checkpoint)?;
             // Drain what else is there right now, into the same commit.
             while folded < MAX_BATCH {
                 let more = drain(&mut reader, MAX_BATCH - folded).await?;
@@ -156,9 +200,9 @@ impl CatalogProjector {
                     break;
                 }
                 folded += more.len();
-                self.fold(more, &mut pending, &mut checkpoint)?;
+                fold(&target, more, &mut pending, &mut checkpoint)?;
             }
-            let catalog = self.catalog.clone();
+            let catalog = catalog.clone();
             let orders = self.orders.clone();
             let views: Vec<ProductView> = pending.products.into_values().collect();
             let changed_orders: Vec<Order> = pending.orders.into_values().collect();
@@ -176,98 +220,158 @@ impl CatalogProjector {
         }
     }
 
-    fn fold(
+    /// Takes over a rebuilt catalog: brings it at least as far as the serving one
+    /// (so no read ever goes back in time and no write that arrived during the
+    /// rebuild is lost), makes it the one the node serves (on disk first, then in
+    /// memory), and returns its checkpoint and a reader from there.
+    async fn swap_in(
         &self,
-        records: Vec<StoredRecord>,
-        pending: &mut Pending,
-        checkpoint: &mut CatalogCheckpoint,
-    ) -> Result<(), ProjectorError> {
-        for record in records {
-            if record.offset < checkpoint.position.get(record.partition) {
-                continue;
-            }
-            checkpoint.position.set(record.partition, Offset(record.offset.0 + 1));
-            self.fold_one(&record, pending, &mut checkpoint.fences)?;
+        swap: &Swap,
+        serving: &CatalogCheckpoint,
+    ) -> Result<(CatalogCheckpoint, LogReader), ProjectorError> {
+        let mut checkpoint: CatalogCheckpoint = swap.catalog.checkpoint()?.unwrap_or_default();
+        let mut reader = reader_at(&self.log, &checkpoint.position)?;
+        // The orders view is not rebuilt: it already holds everything up to `serving`.
+        let target = Target { catalog: &swap.catalog, orders: None, stats: &self.stats };
+        while !checkpoint.position.covers(&serving.position) {
+            let batch = reader.poll(MAX_BATCH, Duration::from_millis(200)).await?;
+            let mut pending = Pending::default();
+            fold(&target, batch, &mut pending, &mut checkpoint)?;
+            let catalog = swap.catalog.clone();
+            let views: Vec<ProductView> = pending.products.into_values().collect();
+            let cp = checkpoint.clone();
+            tokio::task::spawn_blocking(move || catalog.write_batch(views, &cp)).await??;
         }
-        Ok(())
+        let slot = self.slot.clone();
+        let (catalog, name) = (swap.catalog.clone(), swap.name.clone());
+        tokio::task::spawn_blocking(move || slot.install(catalog, &name)).await??;
+        info!(position = %checkpoint.position, name = %swap.name, "the rebuilt catalog serves");
+        self.applied.send_replace(checkpoint.position.clone());
+        Ok((checkpoint, reader))
     }
+}
 
-    fn fold_one(
-        &self,
-        record: &StoredRecord,
-        pending: &mut Pending,
-        fences: &mut FenceTracker,
-    ) -> Result<(), ProjectorError> {
-        let stats = &self.stats;
-        let env = match envelope_of(record) {
-            Ok(env) => env,
-            Err(e) => {
-                stats.unreadable.fetch_add(1, Ordering::Relaxed);
-                warn!(partition = record.partition.0, offset = record.offset.0, error = %e, "skipped unreadable record");
-                return Ok(());
-            }
-        };
-        if fences.admit(record.partition, &env) != Admission::Current {
+/// A rebuilt catalog handed to the live projector, which swaps it in between two of
+/// its batches and answers on `done`.
+pub struct Swap {
+    pub catalog: Arc<Catalog>,
+    /// Its directory's name (see [`CatalogSlot`]).
+    pub name: String,
+    pub done: oneshot::Sender<Result<(), String>>,
+}
+
+/// What a fold writes to: a catalog, maybe the orders view, and whose counters.
+pub(crate) struct Target<'a> {
+    pub catalog: &'a Catalog,
+    pub orders: Option<&'a OrderBook>,
+    pub stats: &'a ProjectorStats,
+}
+
+/// The next offset of the `replay` topic.
+pub(crate) async fn replay_end(log: &EventLog) -> Result<u64, ProjectorError> {
+    Ok(log.end_offset(Topic::Replay, Partition(0)).await?.0)
+}
+
+/// A reader of every `events` partition from `position`.
+pub(crate) fn reader_at(log: &EventLog, position: &Position) -> Result<LogReader, ProjectorError> {
+    let partitions = log.partitions(Topic::Events);
+    let from: Vec<(Partition, Offset)> = (0..partitions).map(|p| (Partition(p), position.get(Partition(p)))).collect();
+    Ok(log.reader(Topic::Events, &from)?)
+}
+
+/// Folds `records` into `pending`, moving `checkpoint` past them.
+pub(crate) fn fold(
+    target: &Target<'_>,
+    records: Vec<StoredRecord>,
+    pending: &mut Pending,
+    checkpoint: &mut CatalogCheckpoint,
+) -> Result<(), ProjectorError> {
+    for record in records {
+        if record.offset < checkpoint.position.get(record.partition) {
+            continue;
+        }
+        checkpoint.position.set(record.partition, Offset(record.offset.0 + 1));
+        fold_one(target, &record, pending, &mut checkpoint.fences)?;
+    }
+    Ok(())
+}
+
+fn fold_one(
+    target: &Target<'_>,
+    record: &StoredRecord,
+    pending: &mut Pending,
+    fences: &mut FenceTracker,
+) -> Result<(), ProjectorError> {
+    let stats = target.stats;
+    let env = match envelope_of(record) {
+        Ok(env) => env,
+        Err(e) => {
+            stats.unreadable.fetch_add(1, Ordering::Relaxed);
+            warn!(partition = record.partition.0, offset = record.offset.0, error = %e, "skipped unreadable record");
             return Ok(());
         }
-        let event = match decode_entry(&env, record) {
-            Ok(LogEntry::Product(event)) => event,
-            Ok(LogEntry::Fence(_)) => return Ok(()),
-            // GTIN claims are the command side's business.
-            Ok(LogEntry::Gtin(_)) => return Ok(()),
-            Ok(LogEntry::Order(event)) => {
-                match self.orders.fold(&mut pending.orders, &event)? {
-                    OrderUpdate::Applied => stats.events_applied.fetch_add(1, Ordering::Relaxed),
-                    OrderUpdate::AlreadyApplied => stats.events_skipped.fetch_add(1, Ordering::Relaxed),
-                    OrderUpdate::Gap { have, got } => {
-                        warn!(order_id = %event.order_id, have, got, "order version gap: event skipped");
-                        stats.gaps.fetch_add(1, Ordering::Relaxed)
-                    }
-                };
-                return Ok(());
-            }
-            Err(e) => {
-                stats.unreadable.fetch_add(1, Ordering::Relaxed);
-                warn!(partition = record.partition.0, offset = record.offset.0, error = %e, "skipped unreadable event");
-                return Ok(());
-            }
-        };
-        let sku = event.sku.as_str();
-        let current = match pending.products.get(sku) {
-            Some(v) => Some(v.clone()),
-            None => self.catalog.get(sku)?,
-        };
-        match ProductView::apply(current.as_ref(), &event) {
-            ViewUpdate::Applied(view) => {
-                stats.events_applied.fetch_add(1, Ordering::Relaxed);
-                pending.products.insert(view.sku.clone(), *view);
-            }
-            ViewUpdate::AlreadyApplied => {
-                stats.events_skipped.fetch_add(1, Ordering::Relaxed);
-            }
-            ViewUpdate::Gap { have, got } => {
-                stats.gaps.fetch_add(1, Ordering::Relaxed);
-                warn!(
-                    partition = record.partition.0,
-                    offset = record.offset.0,
-                    sku,
-                    have,
-                    got,
-                    "version gap: event skipped"
-                );
-            }
-            ViewUpdate::NotRegistered => {
-                stats.gaps.fetch_add(1, Ordering::Relaxed);
-                warn!(
-                    partition = record.partition.0,
-                    offset = record.offset.0,
-                    sku,
-                    "event for an unregistered product skipped"
-                );
-            }
-        }
-        Ok(())
+    };
+    if fences.admit(record.partition, &env) != Admission::Current {
+        return Ok(());
     }
+    let event = match decode_entry(&env, record) {
+        Ok(LogEntry::Product(event)) => event,
+        Ok(LogEntry::Fence(_)) => return Ok(()),
+        // GTIN claims are the command side's business.
+        Ok(LogEntry::Gtin(_)) => return Ok(()),
+        Ok(LogEntry::Order(event)) => {
+            let Some(orders) = target.orders else { return Ok(()) };
+            match orders.fold(&mut pending.orders, &event)? {
+                OrderUpdate::Applied => stats.events_applied.fetch_add(1, Ordering::Relaxed),
+                OrderUpdate::AlreadyApplied => stats.events_skipped.fetch_add(1, Ordering::Relaxed),
+                OrderUpdate::Gap { have, got } => {
+                    warn!(order_id = %event.order_id, have, got, "order version gap: event skipped");
+                    stats.gaps.fetch_add(1, Ordering::Relaxed)
+                }
+            };
+            return Ok(());
+        }
+        Err(e) => {
+            stats.unreadable.fetch_add(1, Ordering::Relaxed);
+            warn!(partition = record.partition.0, offset = record.offset.0, error = %e, "skipped unreadable event");
+            return Ok(());
+        }
+    };
+    let sku = event.sku.as_str();
+    let current = match pending.products.get(sku) {
+        Some(v) => Some(v.clone()),
+        None => target.catalog.get(sku)?,
+    };
+    match ProductView::apply(current.as_ref(), &event) {
+        ViewUpdate::Applied(view) => {
+            stats.events_applied.fetch_add(1, Ordering::Relaxed);
+            pending.products.insert(view.sku.clone(), *view);
+        }
+        ViewUpdate::AlreadyApplied => {
+            stats.events_skipped.fetch_add(1, Ordering::Relaxed);
+        }
+        ViewUpdate::Gap { have, got } => {
+            stats.gaps.fetch_add(1, Ordering::Relaxed);
+            warn!(
+                partition = record.partition.0,
+                offset = record.offset.0,
+                sku,
+                have,
+                got,
+                "version gap: event skipped"
+            );
+        }
+        ViewUpdate::NotRegistered => {
+            stats.gaps.fetch_add(1, Ordering::Relaxed);
+            warn!(
+                partition = record.partition.0,
+                offset = record.offset.0,
+                sku,
+                "event for an unregistered product skipped"
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Runs a projector's loop until it ends or is cancelled; after an error, waits a

@@ -16,6 +16,7 @@ mod log;
 pub mod members;
 pub mod partitioner;
 pub mod record;
+pub mod replay;
 pub mod time;
 pub mod topic;
 pub mod upcast;

@@ -100,6 +100,8 @@ fn schema() -> (Schema, Fields) {
 
 /// Heap for the index writer; tantivy flushes a segment when it is full.
 const WRITER_HEAP_BYTES: usize = 64 * 1024 * 1024;
+/// Heap of a rebuild's writer (both threads together).
+const REBUILD_WRITER_HEAP_BYTES: usize = 256 * 1024 * 1024;
 
 pub struct Catalog {
     index: Index,
@@ -118,6 +120,18 @@ impl Catalog {
     /// Opens the catalog in `dir`, creating it if there is none (or rebuilding it
     /// from scratch if it was written with another schema).
     pub fn open(dir: &Path) -> Result<Catalog, CatalogError> {
+        // One indexing thread: the projector writes small batches, and the machine
+        // shares its cores with the command side.
+        Self::open_with(dir, 1, WRITER_HEAP_BYTES)
+    }
+
+    /// Opens (or creates) a catalog that a rebuild fills: the index writer gets two
+    /// threads and a larger heap, so indexing runs beside the log's decoding.
+    pub fn open_for_rebuild(dir: &Path) -> Result<Catalog, CatalogError> {
+        Self::open_with(dir, 2, REBUILD_WRITER_HEAP_BYTES)
+    }
+
+    fn open_with(dir: &Path, threads: usize, heap: usize) -> Result<Catalog, CatalogError> {
         std::fs::create_dir_all(dir)?;
         let (schema, fields) = schema();
         let index = match Index::open_or_create(MmapDirectory::open(dir)?, schema.clone()) {
@@ -131,9 +145,7 @@ impl Catalog {
             Err(e) => return Err(e.into()),
         };
         let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
-        // One indexing thread: the projector writes small batches, and the machine
-        // shares its cores with the command side.
-        let writer = index.writer_with_num_threads(1, WRITER_HEAP_BYTES)?;
+        let writer = index.writer_with_num_threads(threads, heap)?;
         Ok(Catalog { index, fields, reader, writer: Mutex::new(writer) })
     }
 

@@ -21,13 +21,15 @@ use stockroom_topics::{MIN_POSITION_HEADER, POSITION_HEADER, Position};
 use tokio::sync::watch;
 use utoipa::OpenApi;
 
-use crate::catalog::{Catalog, SearchError, SearchRequest, SearchResponse, Sort};
+use crate::catalog::{SearchError, SearchRequest, SearchResponse, Sort};
 use crate::orders::{LineFailureView, OrderBook, OrderLineView, OrderView};
+use crate::rebuild::CatalogSlot;
 use crate::view::ProductView;
 
 #[derive(Clone)]
 pub struct QueryApi {
-    pub catalog: Arc<Catalog>,
+    /// The catalog served (replaced at once when a rebuild is swapped in).
+    pub catalog: Arc<CatalogSlot>,
     pub orders: Arc<OrderBook>,
     pub applied: watch::Receiver<Position>,
     /// How long a read waits for `Stockroom-Min-Position`.
@@ -114,7 +116,7 @@ async fn get_product(State(api): State<QueryApi>, Path(sku): Path<String>, heade
         Ok(p) => p,
         Err(p) => return p.into_response(),
     };
-    let catalog = api.catalog.clone();
+    let catalog = api.catalog.current();
     let found = tokio::task::spawn_blocking(move || catalog.get(&sku)).await;
     with_position(one(found, |v| Some(v.version), "product"), &position)
 }
@@ -156,7 +158,7 @@ async fn search(
         Ok(p) => p,
         Err(p) => return p.into_response(),
     };
-    let catalog = api.catalog.clone();
+    let catalog = api.catalog.current();
     let response = match tokio::task::spawn_blocking(move || catalog.search(&request)).await {
         Ok(Ok(found)) => axum::Json(found).into_response(),
         Ok(Err(e)) => search_problem(e).into_response(),
