@@ -49,7 +49,7 @@ pub enum CatalogError {
 /// The fields of a catalog document.
 #[derive(Clone, Copy)]
 struct Fields {
-    /// Exact SKU: the document's identity.
+    /// Exact SKU: the document's identity, and the tie-break of every sort.
     sku: Field,
     /// Full text, English stemming, with positions for phrases.
     name: Field,
@@ -81,7 +81,7 @@ fn schema() -> (Schema, Fields) {
             .set_index_option(IndexRecordOption::WithFreqsAndPositions),
     );
     let fields = Fields {
-        sku: b.add_text_field("sku", STRING),
+        sku: b.add_text_field("sku", STRING | FAST),
         name: b.add_text_field("name", text.clone()),
         description: b.add_text_field("description", text.clone()),
         brand_text: b.add_text_field("brand_text", text),

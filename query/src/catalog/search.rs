@@ -3,6 +3,7 @@
 use std::ops::Bound;
 
 use serde::{Deserialize, Serialize};
+use tantivy::collector::sort_key::{SortBySimilarityScore, SortByStaticFastValue, SortByString};
 use tantivy::collector::{Count, FacetCollector, FacetCounts, TopDocs};
 use tantivy::query::{AllQuery, BooleanQuery, BoostQuery, Occur, PhraseQuery, Query, RangeQuery, TermQuery};
 use tantivy::schema::{Facet, Field, IndexRecordOption};
@@ -202,10 +203,16 @@ impl Catalog {
             Sort::Relevance if !has_text => Sort::Name,
             sort => sort,
         };
+        // Equal keys are ordered by SKU, so the order (and every cursor's page) is the
+        // same on every node and after every rebuild, whatever the index's segments.
+        let sku = || (SortByString::for_field("sku"), Order::Asc);
+        let price = || SortByStaticFastValue::<i64>::for_field("price");
         let (total, addresses, categories, brands) = match sort {
-            Sort::Relevance => self.collect(&searcher, &query, top.order_by_score())?,
-            Sort::PriceAsc => self.collect(&searcher, &query, top.order_by_fast_field::<i64>("price", Order::Asc))?,
-            Sort::PriceDesc => self.collect(&searcher, &query, top.order_by_fast_field::<i64>("price", Order::Desc))?,
+            Sort::Relevance => {
+                self.collect(&searcher, &query, top.order_by(((SortBySimilarityScore, Order::Desc), sku())))?
+            }
+            Sort::PriceAsc => self.collect(&searcher, &query, top.order_by(((price(), Order::Asc), sku())))?,
+            Sort::PriceDesc => self.collect(&searcher, &query, top.order_by(((price(), Order::Desc), sku())))?,
             Sort::Name => self.collect(&searcher, &query, top.order_by_string_fast_field("name_sort", Order::Asc))?,
         };
         let hits =
