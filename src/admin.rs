@@ -85,6 +85,10 @@ pub struct ViewReport {
     /// The latest rebuild on this node since it started (or the one it resumed).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rebuild: Option<RebuildView>,
+    /// Rebuild requests below this offset of the `replay` topic are answered by the
+    /// view this node serves (for views that can be rebuilt on request).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replay_answered: Option<u64>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -120,6 +124,7 @@ pub async fn views(State(views): State<Arc<Views>>) -> Response {
                 lag,
                 events_applied: (v.events_applied)(),
                 rebuild: rebuild.as_ref().map(RebuildView::of),
+                replay_answered: v.rebuilds.as_ref().map(|r| r.answered.load(std::sync::atomic::Ordering::Relaxed)),
             }
         })
         .collect();

@@ -64,6 +64,9 @@ const FIRST_DIR: &str = "catalog";
 pub const REBUILD_COMMIT_RECORDS: usize = 500_000;
 /// Records read per poll during a rebuild.
 const REBUILD_BATCH: usize = 50_000;
+/// A rebuild this close to the log's head is handed over: the projector folds the
+/// rest as it swaps the new catalog in.
+const CATCH_UP_LAG: u64 = 2_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SlotError {
@@ -177,6 +180,9 @@ pub struct RebuildStatus {
     latest: Mutex<Option<RebuildReport>>,
     /// Rebuilds swapped in since the node started.
     pub completed: AtomicU64,
+    /// Requests on the `replay` topic below this offset are answered (the serving
+    /// catalog's checkpoint says so); known once the rebuilder has started.
+    pub answered: AtomicU64,
 }
 
 impl RebuildStatus {
@@ -218,6 +224,7 @@ impl Rebuilder {
             // The catalog is being built from offset 0: that answers every request so far.
             None => replay_end(&self.log).await?,
         };
+        self.status.answered.fetch_max(answered, Ordering::Relaxed);
         let mut requests = self.log.reader(Topic::Replay, &[(Partition(0), Offset(answered))])?;
         loop {
             let batch = tokio::select! {
@@ -259,9 +266,11 @@ impl Rebuilder {
                 return Ok(());
             }
             let batch = reader.poll(REBUILD_BATCH, Duration::from_millis(100)).await?;
-            // Empty is not enough (a Kafka fetch may simply be slow): at the head
-            // means every partition's end is read.
-            let at_head = batch.is_empty() && self.is_at_head(&checkpoint.position).await?;
+            // Caught up: close enough to the head that the projector can fold the
+            // rest while it swaps (under a steady write load the head is never
+            // reached exactly). A short batch alone is not enough: a Kafka fetch
+            // may simply be slow.
+            let at_head = batch.len() < REBUILD_BATCH / 10 && self.lag(&checkpoint.position).await? <= CATCH_UP_LAG;
             since_commit += batch.len();
             let target = Target { catalog: &catalog, orders: None, stats: &stats };
             fold(&target, batch, &mut pending, &mut checkpoint)?;
@@ -313,18 +322,20 @@ impl Rebuilder {
         let total = self.log_size().await?;
         let rate = ((read - read_at_start) as f64 / secs.max(0.001)) as u64;
         self.report(first, last, RebuildState::Done, total.max(read), total.max(read), rate).await;
+        self.status.answered.fetch_max(last + 1, Ordering::Relaxed);
         self.status.completed.fetch_add(1, Ordering::Relaxed);
         info!(request = first, replaced = %old, "catalog rebuilt and swapped in");
         Ok(())
     }
 
-    async fn is_at_head(&self, position: &Position) -> Result<bool, ProjectorError> {
+    /// Events in the log after `position` (before the ones in hand).
+    async fn lag(&self, position: &Position) -> Result<u64, ProjectorError> {
+        let mut lag = 0;
         for p in 0..self.log.partitions(Topic::Events) {
-            if self.log.end_offset(Topic::Events, Partition(p)).await? > position.get(Partition(p)) {
-                return Ok(false);
-            }
+            lag +=
+                self.log.end_offset(Topic::Events, Partition(p)).await?.0.saturating_sub(position.get(Partition(p)).0);
         }
-        Ok(true)
+        Ok(lag)
     }
 
     /// Events in the log now.
