@@ -47,10 +47,13 @@ pub struct RebuildView {
     pub percent: f64,
     /// Events per second.
     pub rate: u64,
+    /// Events the rebuild found in its index when it (re)started: more than 0 when it
+    /// resumed one cut short by a crash.
+    pub resumed_from: u64,
 }
 
 impl RebuildView {
-    fn of(r: &RebuildReport) -> RebuildView {
+    fn of(r: &RebuildReport, resumed_from: u64) -> RebuildView {
         RebuildView {
             request: r.request,
             answers: r.answers,
@@ -59,6 +62,7 @@ impl RebuildView {
             total: r.total,
             percent: if r.total == 0 { 100.0 } else { (r.read as f64 * 100.0 / r.total as f64).min(100.0) },
             rate: r.rate,
+            resumed_from,
         }
     }
 }
@@ -123,7 +127,11 @@ pub async fn views(State(views): State<Arc<Views>>) -> Response {
                 position: position.to_string(),
                 lag,
                 events_applied: (v.events_applied)(),
-                rebuild: rebuild.as_ref().map(RebuildView::of),
+                rebuild: rebuild.as_ref().map(|r| {
+                    let resumed =
+                        v.rebuilds.as_ref().map_or(0, |s| s.resumed_from.load(std::sync::atomic::Ordering::Relaxed));
+                    RebuildView::of(r, resumed)
+                }),
                 replay_answered: v.rebuilds.as_ref().map(|r| r.answered.load(std::sync::atomic::Ordering::Relaxed)),
             }
         })

@@ -180,6 +180,9 @@ pub struct RebuildStatus {
     latest: Mutex<Option<RebuildReport>>,
     /// Rebuilds swapped in since the node started.
     pub completed: AtomicU64,
+    /// Events the latest rebuild found already in its index when it started (more
+    /// than 0: it resumed a rebuild cut short by a crash).
+    pub resumed_from: AtomicU64,
     /// Requests on the `replay` topic below this offset are answered (the serving
     /// catalog's checkpoint says so); known once the rebuilder has started.
     pub answered: AtomicU64,
@@ -202,11 +205,26 @@ pub struct Rebuilder {
     swaps: mpsc::Sender<Swap>,
     node: String,
     status: Arc<RebuildStatus>,
+    commit_every: usize,
 }
 
 impl Rebuilder {
     pub fn new(log: EventLog, slot: Arc<CatalogSlot>, swaps: mpsc::Sender<Swap>, node: &str) -> Rebuilder {
-        Rebuilder { log, slot, swaps, node: node.to_owned(), status: Arc::default() }
+        Rebuilder {
+            log,
+            slot,
+            swaps,
+            node: node.to_owned(),
+            status: Arc::default(),
+            commit_every: REBUILD_COMMIT_RECORDS,
+        }
+    }
+
+    /// Commits the rebuilt index every `records` records (default
+    /// [`REBUILD_COMMIT_RECORDS`]): how much a crash mid-rebuild costs.
+    pub fn commit_every(mut self, records: usize) -> Rebuilder {
+        self.commit_every = records.max(1);
+        self
     }
 
     pub fn status(&self) -> Arc<RebuildStatus> {
@@ -258,6 +276,7 @@ impl Rebuilder {
         let mut reader = reader_at(&self.log, &checkpoint.position)?;
         let started = Instant::now();
         let read_at_start = checkpoint.position.iter().map(|(_, o)| o.0).sum::<u64>();
+        self.status.resumed_from.store(read_at_start, Ordering::Relaxed);
         let mut last_report = Instant::now() - Duration::from_secs(10);
         let mut pending = Pending::default();
         let mut since_commit = 0usize;
@@ -265,12 +284,13 @@ impl Rebuilder {
             if cancel.is_cancelled() {
                 return Ok(());
             }
-            let batch = reader.poll(REBUILD_BATCH, Duration::from_millis(100)).await?;
+            let batch = reader.poll(REBUILD_BATCH.min(self.commit_every), Duration::from_millis(100)).await?;
             // Caught up: close enough to the head that the projector can fold the
             // rest while it swaps (under a steady write load the head is never
             // reached exactly). A short batch alone is not enough: a Kafka fetch
             // may simply be slow.
-            let at_head = batch.len() < REBUILD_BATCH / 10 && self.lag(&checkpoint.position).await? <= CATCH_UP_LAG;
+            let at_head = batch.len() < REBUILD_BATCH.min(self.commit_every) / 10 + 1
+                && self.lag(&checkpoint.position).await? <= CATCH_UP_LAG;
             since_commit += batch.len();
             let target = Target { catalog: &catalog, orders: None, stats: &stats };
             fold(&target, batch, &mut pending, &mut checkpoint)?;
@@ -278,7 +298,7 @@ impl Rebuilder {
                 last = last.max(more);
             }
             checkpoint.replay = last + 1;
-            if at_head || since_commit >= REBUILD_COMMIT_RECORDS {
+            if at_head || since_commit >= self.commit_every {
                 let views: Vec<ProductView> = std::mem::take(&mut pending).products.into_values().collect();
                 let (c, cp) = (catalog.clone(), checkpoint.clone());
                 tokio::task::spawn_blocking(move || c.write_batch(views, &cp)).await??;

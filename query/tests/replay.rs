@@ -317,3 +317,98 @@ proptest! {
         runtime.block_on(check(steps))?;
     }
 }
+
+/// A rebuild cut short (its task stopped mid-way, as by a crash) resumes from its last
+/// commit when the rebuilder starts again, and the result equals the live catalog.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_cut_short_resumes_from_its_last_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let log =
+        EventLog::embedded(EmbeddedLog::open(&dir.path().join("log"), TopicNames::new("t"), Some(PARTITIONS)).unwrap());
+    let writer = Writer { epoch: 1, owner: "w1".into() };
+    for p in 0..PARTITIONS {
+        log.append(Topic::Events, Partition(p), vec![fence_record(Partition(p), &writer, 0)]).await.unwrap();
+    }
+    // 3,000 products, registered and then received into, in appends of 100.
+    let mut history = History {
+        log: log.clone(),
+        writers: vec![writer; PARTITIONS as usize],
+        products: BTreeMap::new(),
+        model: BTreeMap::new(),
+        commands: 0,
+    };
+    let mut records: Vec<Vec<Record>> = vec![Vec::new(); PARTITIONS as usize];
+    for i in 0..3_000u64 {
+        let sku = Sku::parse(format!("P-{i}")).unwrap();
+        let ctx = Context::new(CommandId::parse(format!("c-{i}")).unwrap(), Timestamp(10));
+        let register =
+            ProductCommand::Register(NewProduct { details: details(i as usize % 6, 0, i as i64), initial_stock: i });
+        let events = decide(None, &sku, &register, &ctx).unwrap();
+        let p = history.partition(sku.as_str());
+        for e in &events {
+            records[p.0 as usize].push(history.encode(e, p, &history.writers[p.0 as usize]));
+            history.model.insert(
+                sku.as_str().to_owned(),
+                match ProductView::apply(None, e) {
+                    ViewUpdate::Applied(v) => *v,
+                    other => panic!("{other:?}"),
+                },
+            );
+        }
+        if records[p.0 as usize].len() >= 100 {
+            log.append(Topic::Events, p, std::mem::take(&mut records[p.0 as usize])).await.unwrap();
+        }
+    }
+    for (p, batch) in records.into_iter().enumerate() {
+        log.append(Topic::Events, Partition(p as u32), batch).await.unwrap();
+    }
+    let data = dir.path().join("node");
+    std::fs::create_dir_all(&data).unwrap();
+    let slot = Arc::new(CatalogSlot::open(&data).unwrap());
+    let (orders, fresh) = OrderBook::open(&data.join("orders")).unwrap();
+    let (projector, mut applied) = CatalogProjector::new(log.clone(), slot.clone(), Arc::new(orders), fresh).unwrap();
+    let swaps = projector.swapper();
+    let cancel = CancellationToken::new();
+    let projecting = tokio::spawn(projector.run(cancel.clone()));
+    let end = head(&log).await;
+    applied.wait_for(|p| p.covers(&end)).await.unwrap();
+    let request = ReplayMessage::Requested(RebuildRequested { view: "catalog".into(), by: "test".into(), at_ms: 0 });
+    log.append(Topic::Replay, Partition(0), vec![request.encode("/test")]).await.unwrap();
+
+    // A rebuilder that commits every 50 records, stopped once it has read some.
+    let first = Rebuilder::new(log.clone(), slot.clone(), swaps.clone(), "test").commit_every(50);
+    let status = first.status();
+    let stop_first = CancellationToken::new();
+    let running = tokio::spawn(first.run(stop_first.clone()));
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while status.latest().is_none() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .expect("the first rebuilder reads");
+    stop_first.cancel();
+    running.await.unwrap();
+    assert_eq!(status.completed.load(Ordering::Relaxed), 0, "stopped before the swap");
+
+    // Started again, it finds the rebuild's last commit and goes on from there.
+    let second = Rebuilder::new(log.clone(), slot.clone(), swaps, "test");
+    let status = second.status();
+    let rebuilding = tokio::spawn(second.run(cancel.clone()));
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while status.completed.load(Ordering::Relaxed) == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the second rebuilder finishes");
+    let resumed = status.resumed_from.load(Ordering::Relaxed);
+    assert!(resumed >= 50, "the rebuild started over instead of resuming ({resumed})");
+    let model: Vec<ProductView> = history.model.values().cloned().collect();
+    assert_eq!(slot.current().dump().unwrap(), model, "the resumed rebuild lost or doubled products");
+    assert!(std::fs::read_to_string(data.join("catalog.current")).unwrap().starts_with("catalog.r"));
+    cancel.cancel();
+    projecting.await.unwrap();
+    rebuilding.await.unwrap();
+    log.close().await.unwrap();
+}
