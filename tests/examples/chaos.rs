@@ -39,11 +39,19 @@ struct Args {
     seconds: u64,
     clients: usize,
     kills: usize,
+    /// Kafka: kills of the query node (on the embedded log one node does everything).
+    query_kills: usize,
+    /// Kafka: restarts of the local broker.
+    broker_restarts: usize,
+    /// Rebuild requests (`POST /admin/replay`), each followed by a kill of the query
+    /// node a moment later, so that kills land during rebuilds.
+    rebuilds: usize,
     kafka: bool,
 }
 
 fn args() -> Args {
-    let mut a = Args { seconds: 30, clients: 8, kills: 5, kafka: false };
+    let mut a =
+        Args { seconds: 30, clients: 8, kills: 5, query_kills: 0, broker_restarts: 0, rebuilds: 0, kafka: false };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
@@ -51,6 +59,9 @@ fn args() -> Args {
             "--seconds" => a.seconds = value().parse().expect("--seconds N"),
             "--clients" => a.clients = value().parse().expect("--clients N"),
             "--kills" => a.kills = value().parse().expect("--kills N"),
+            "--query-kills" => a.query_kills = value().parse().expect("--query-kills N"),
+            "--broker-restarts" => a.broker_restarts = value().parse().expect("--broker-restarts N"),
+            "--rebuilds" => a.rebuilds = value().parse().expect("--rebuilds N"),
             "--kafka" => a.kafka = true,
             other => panic!("unknown flag {other}; see the header of tests/examples/chaos.rs"),
         }
@@ -269,34 +280,149 @@ async fn open_log(backend: &Backend, dir: &std::path::Path) -> EventLog {
     }
 }
 
+/// What goes wrong, and when.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fault {
+    /// kill -9 of the node that takes writes (on the embedded log: the only node).
+    KillWriter,
+    /// kill -9 of the query node (Kafka).
+    KillQuery,
+    /// The broker stops and starts again (Kafka, local broker).
+    RestartBroker,
+    /// A rebuild request, then a kill -9 of the query node while it rebuilds.
+    RebuildThenKill,
+}
+
+/// The nodes of the run: one that does everything (embedded), or a command node and
+/// a query node (Kafka).
+struct Nodes {
+    backend: Backend,
+    writer: Option<Server>,
+    query: Option<Server>,
+    writer_dir: tempfile::TempDir,
+    query_dir: tempfile::TempDir,
+}
+
+impl Nodes {
+    async fn start(backend: Backend) -> Nodes {
+        let (writer_dir, query_dir) = (data_dir(), data_dir());
+        match &backend {
+            Backend::Embedded => {
+                let writer = Server::start_on(&backend, writer_dir.path(), &[]).await;
+                Nodes { backend, writer: Some(writer), query: None, writer_dir, query_dir }
+            }
+            Backend::Kafka { .. } => {
+                let writer = Server::node(&backend, "command", writer_dir.path(), &[]).await;
+                let query = Some(Server::node(&backend, "query", query_dir.path(), &[]).await);
+                Nodes { backend, writer: Some(writer), query, writer_dir, query_dir }
+            }
+        }
+    }
+
+    async fn restart_writer(&mut self) {
+        let sub = if self.query.is_some() { "command" } else { "serve" };
+        if let Some(old) = self.writer.take() {
+            old.kill();
+        }
+        self.writer = Some(Server::node(&self.backend, sub, self.writer_dir.path(), &[]).await);
+    }
+
+    async fn restart_query(&mut self) {
+        match self.query.take() {
+            Some(q) => {
+                q.kill();
+                self.query = Some(Server::node(&self.backend, "query", self.query_dir.path(), &[]).await);
+            }
+            None => self.restart_writer().await,
+        }
+    }
+
+    fn writer(&self) -> &Server {
+        self.writer.as_ref().expect("the writer runs")
+    }
+
+    fn query(&self) -> &Server {
+        self.query.as_ref().unwrap_or_else(|| self.writer())
+    }
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let args = args();
+    let mut args = args();
     let backend = if args.kafka { Backend::kafka() } else { Backend::Embedded };
-    let dir = data_dir();
-    let mut server = Server::start_on(&backend, dir.path(), &[]).await;
-    let base: Base = Arc::new(RwLock::new(server.url("")));
+    if !args.kafka {
+        // One node does everything: its kills are the writer kills.
+        args.kills += args.query_kills;
+        args.query_kills = 0;
+        args.broker_restarts = 0;
+    } else if std::env::var("STOCKROOM_KAFKA").is_ok() && args.broker_restarts > 0 {
+        eprintln!("not restarting the broker: STOCKROOM_KAFKA names one this run did not start");
+        args.broker_restarts = 0;
+    }
+    let mut nodes = Nodes::start(backend.clone()).await;
+    let base: Base = Arc::new(RwLock::new(nodes.writer().url("")));
     let stop = Arc::new(AtomicBool::new(false));
     let ops = Arc::new(Mutex::new(Vec::new()));
     let clients: Vec<_> =
         (0..args.clients).map(|i| tokio::spawn(client(i, base.clone(), stop.clone(), ops.clone()))).collect();
 
-    // Kill -9 and restart at random moments spread over the run.
+    // The faults, in a random order, spread over the run.
     let mut rng = Rng(0x5eed_1234_abcd_ef01);
+    let mut faults: Vec<Fault> = std::iter::repeat_n(Fault::KillWriter, args.kills)
+        .chain(std::iter::repeat_n(Fault::KillQuery, args.query_kills))
+        .chain(std::iter::repeat_n(Fault::RestartBroker, args.broker_restarts))
+        .chain(std::iter::repeat_n(Fault::RebuildThenKill, args.rebuilds))
+        .collect();
+    for i in (1..faults.len()).rev() {
+        faults.swap(i, rng.below(i as u64 + 1) as usize);
+    }
     let started = Instant::now();
     let run = Duration::from_secs(args.seconds);
-    let mut kills = 0;
-    while started.elapsed() < run {
-        let gap = run.as_millis() as u64 / (args.kills as u64 + 1);
+    let gap = run.as_millis() as u64 / (faults.len() as u64 + 1);
+    let (mut writer_kills, mut query_kills, mut broker_restarts, mut rebuilds) = (0, 0, 0, 0);
+    for fault in faults {
         tokio::time::sleep(Duration::from_millis(gap / 2 + rng.below(gap.max(1)))).await;
-        if kills >= args.kills || started.elapsed() >= run {
-            continue;
+        if started.elapsed() >= run {
+            break;
         }
-        base.write().unwrap().clear();
-        server.kill();
-        kills += 1;
-        server = Server::start_on(&backend, dir.path(), &[]).await;
-        *base.write().unwrap() = server.url("");
+        match fault {
+            Fault::KillWriter => {
+                base.write().unwrap().clear();
+                nodes.restart_writer().await;
+                *base.write().unwrap() = nodes.writer().url("");
+                writer_kills += 1;
+            }
+            Fault::KillQuery => {
+                if nodes.query.is_none() {
+                    base.write().unwrap().clear();
+                }
+                nodes.restart_query().await;
+                *base.write().unwrap() = nodes.writer().url("");
+                query_kills += 1;
+            }
+            Fault::RestartBroker => {
+                let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/kafka.sh");
+                let status = std::process::Command::new(script).arg("restart").status().expect("run kafka.sh");
+                assert!(status.success(), "scripts/kafka.sh restart failed");
+                broker_restarts += 1;
+            }
+            Fault::RebuildThenKill => {
+                let asked = nodes.query().post("/admin/replay", json!({"view": "catalog"})).await;
+                if asked.status.as_u16() == 202 {
+                    rebuilds += 1;
+                }
+                tokio::time::sleep(Duration::from_millis(rng.below(150))).await;
+                if nodes.query.is_none() {
+                    base.write().unwrap().clear();
+                }
+                nodes.restart_query().await;
+                *base.write().unwrap() = nodes.writer().url("");
+                query_kills += 1;
+            }
+        }
+    }
+    while started.elapsed() < run {
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Give the clients a moment to get answers for what is in flight, then stop them.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -304,11 +430,20 @@ async fn main() {
     for c in clients {
         c.await.unwrap();
     }
+    let kills = writer_kills;
 
     // The views, after a clean restart, for every SKU.
-    let _ = server.stop().await;
+    let Nodes { writer, query, writer_dir, query_dir, .. } = nodes;
+    let _ = writer.expect("the writer runs").stop().await;
+    let (sub, dir) = match query {
+        Some(q) => {
+            let _ = q.stop().await;
+            ("query", query_dir.path())
+        }
+        None => ("serve", writer_dir.path()),
+    };
     // Ready means the catalog has caught up with the log's head, which holds every write.
-    let server = Server::start_on(&backend, dir.path(), &[]).await;
+    let server = Server::node(&backend, sub, dir, &[]).await;
     let mut views = BTreeMap::new();
     for s in 0..SKUS {
         let a = server.get(&format!("/products/CH-{s}")).await;
@@ -318,7 +453,7 @@ async fn main() {
     }
     let _ = server.stop().await;
 
-    let log = open_log(&backend, dir.path()).await;
+    let log = open_log(&backend, writer_dir.path()).await;
     let folded = fold_log(&log).await;
     let _ = log.close().await;
 
@@ -358,7 +493,8 @@ async fn main() {
         + folded.negative as usize
         + view_diffs;
     println!(
-        "chaos backend={} seconds={} clients={} kills={kills} requests={} acknowledged={} rejected={rejected} events={} \
+        "chaos backend={} seconds={} clients={} kills={kills} query_kills={query_kills} rebuilds={rebuilds} \
+         broker_restarts={broker_restarts} requests={} acknowledged={} rejected={rejected} events={} \
          lost={lost} duplicated={duplicated} sku_dupes={} gtin_dupes={} negative={} view_diffs={view_diffs} \
          unknown={unknown} retried_then_answered={retried} -> {}",
         if args.kafka { "kafka" } else { "embedded" },
