@@ -35,5 +35,11 @@ scripts/chaos.sh --quick
 step "generated requests against /openapi.json (scripts/fuzz.sh --quick, schemathesis)"
 scripts/fuzz.sh --quick
 
+step "benchmarks, quick (scripts/bench.sh --quick): the harness runs and writes its results"
+scripts/bench.sh --quick
+for f in target/bench/results.json target/bench/results.md; do
+    [ -s "$f" ] || { echo "bench.sh wrote no $f"; exit 1; }
+done
+
 echo
 echo "all tests passed"

@@ -61,6 +61,9 @@ pub struct CatalogCheckpoint {
 
 /// The most records folded into one commit.
 const MAX_BATCH: usize = 20_000;
+/// The most committed views the live projector keeps in memory (then it forgets them
+/// all and starts again: a bound, not a cache policy).
+const KNOWN_VIEWS: usize = 200_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectorError {
@@ -161,6 +164,9 @@ impl CatalogProjector {
             None => CatalogCheckpoint { replay: replay_end(&self.log).await?, ..CatalogCheckpoint::default() },
         };
         let mut reader = reader_at(&self.log, &checkpoint.position)?;
+        // The views this loop has committed, so that folding the next event of a
+        // product needs no lookup in the index (a term query and a document read).
+        let mut known: HashMap<String, ProductView> = HashMap::new();
         info!(position = %checkpoint.position, "catalog projector started");
         loop {
             let first = tokio::select! {
@@ -171,6 +177,7 @@ impl CatalogProjector {
                         Ok((new_checkpoint, new_reader)) => {
                             checkpoint = new_checkpoint;
                             reader = new_reader;
+                            known.clear();
                             catalog = swap.catalog.clone();
                             let _ = swap.done.send(Ok(()));
                         }
@@ -191,7 +198,8 @@ impl CatalogProjector {
             }
             let mut pending = Pending::default();
             let mut folded = first.len();
-            let target = Target { catalog: &catalog, orders: Some(&self.orders), stats: &self.stats };
+            let target =
+                Target { catalog: &catalog, orders: Some(&self.orders), stats: &self.stats, known: Some(&known) };
             fold(&target, first, &mut pending, &mut checkpoint)?;
             // Drain what else is there right now, into the same commit.
             while folded < MAX_BATCH {
@@ -204,7 +212,7 @@ impl CatalogProjector {
             }
             let catalog = catalog.clone();
             let orders = self.orders.clone();
-            let views: Vec<ProductView> = pending.products.into_values().collect();
+            let views: Vec<ProductView> = pending.products.values().cloned().collect();
             let changed_orders: Vec<Order> = pending.orders.into_values().collect();
             let cp = checkpoint.clone();
             // Orders first: replaying them after a crash before the catalog commit is harmless.
@@ -214,6 +222,11 @@ impl CatalogProjector {
                 Ok::<_, ProjectorError>(())
             })
             .await??;
+            // Committed: these are the views the catalog now holds.
+            if known.len() + pending.products.len() > KNOWN_VIEWS {
+                known.clear();
+            }
+            known.extend(pending.products);
             self.stats.commits.fetch_add(1, Ordering::Relaxed);
             debug!(records = folded, position = %checkpoint.position, "catalog committed");
             self.applied.send_replace(checkpoint.position.clone());
@@ -232,7 +245,7 @@ impl CatalogProjector {
         let mut checkpoint: CatalogCheckpoint = swap.catalog.checkpoint()?.unwrap_or_default();
         let mut reader = reader_at(&self.log, &checkpoint.position)?;
         // The orders view is not rebuilt: it already holds everything up to `serving`.
-        let target = Target { catalog: &swap.catalog, orders: None, stats: &self.stats };
+        let target = Target { catalog: &swap.catalog, orders: None, stats: &self.stats, known: None };
         while !checkpoint.position.covers(&serving.position) {
             let batch = reader.poll(MAX_BATCH, Duration::from_millis(200)).await?;
             let mut pending = Pending::default();
@@ -265,6 +278,8 @@ pub(crate) struct Target<'a> {
     pub catalog: &'a Catalog,
     pub orders: Option<&'a OrderBook>,
     pub stats: &'a ProjectorStats,
+    /// Views known to be the catalog's current ones (looked up before the index).
+    pub known: Option<&'a HashMap<String, ProductView>>,
 }
 
 /// The next offset of the `replay` topic.
@@ -340,7 +355,10 @@ fn fold_one(
     let sku = event.sku.as_str();
     let current = match pending.products.get(sku) {
         Some(v) => Some(v.clone()),
-        None => target.catalog.get(sku)?,
+        None => match target.known.and_then(|k| k.get(sku)) {
+            Some(v) => Some(v.clone()),
+            None => target.catalog.get(sku)?,
+        },
     };
     match ProductView::apply(current.as_ref(), &event) {
         ViewUpdate::Applied(view) => {

@@ -292,7 +292,7 @@ impl Rebuilder {
             let at_head = batch.len() < REBUILD_BATCH.min(self.commit_every) / 10 + 1
                 && self.lag(&checkpoint.position).await? <= CATCH_UP_LAG;
             since_commit += batch.len();
-            let target = Target { catalog: &catalog, orders: None, stats: &stats };
+            let target = Target { catalog: &catalog, orders: None, stats: &stats, known: None };
             fold(&target, batch, &mut pending, &mut checkpoint)?;
             for more in requests.poll(100, Duration::ZERO).await?.iter().filter_map(catalog_request) {
                 last = last.max(more);

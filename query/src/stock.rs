@@ -13,9 +13,12 @@
 //!
 //! The view is one sled tree. Each batch — the new product states, their history
 //! entries, and the checkpoint (the next offset of every partition plus the writer
-//! fences) — is one `apply_batch`, which sled makes atomic, then flushed. After a
-//! crash the tree holds the data and the offsets of the same moment; the restart reads
-//! on from there. Product states are idempotent by version on top (an event at or
+//! fences) — is one `apply_batch`, which sled makes atomic. After a crash the tree
+//! holds the data and the offsets of the same moment; the restart reads on from
+//! there. The batch is not flushed: sled recovers a prefix of its batches, so a crash
+//! can only take the view back to an earlier checkpoint, which it reads on from (as the
+//! command side's store does; sled flushes on its own every 500 ms). A flush per batch
+//! cost a sync of the disk per write under load, for nothing a view needs. Product states are idempotent by version on top (an event at or
 //! below the stored version is skipped; beyond `version + 1`, a gap, reported), and
 //! history entries are keyed by (SKU, version), so a replayed event overwrites itself.
 
@@ -158,7 +161,6 @@ impl StockBook {
         }
         batch.insert(CHECKPOINT, serde_json::to_vec(checkpoint)?);
         self.db.apply_batch(batch)?;
-        self.db.flush()?;
         Ok(())
     }
 }

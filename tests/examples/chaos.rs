@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use stockroom_domain::product::ProductEventBody;
-use stockroom_tests::{Backend, Server, data_dir};
+use stockroom_tests::{Backend, Server, data_dir, gtin14};
 use stockroom_topics::events::{LogEntry, decode_entry, envelope_of};
 use stockroom_topics::kafka::{KafkaConfig, KafkaLog};
 use stockroom_topics::{Admission, EmbeddedLog, EventLog, FenceTracker, Offset, Partition, Topic, TopicNames};
@@ -87,14 +87,6 @@ impl Rng {
 const SKUS: u64 = 40;
 const GTINS: u64 = 25;
 
-/// A valid GTIN-14 made of `n` and its check digit.
-fn gtin14(n: u64) -> String {
-    let body = format!("{:013}", 7_000_000_000_000 + n);
-    let sum: u32 =
-        body.bytes().rev().enumerate().map(|(i, b)| u32::from(b - b'0') * if i % 2 == 0 { 3 } else { 1 }).sum();
-    format!("{body}{}", (10 - sum % 10) % 10)
-}
-
 #[derive(Clone, Debug)]
 enum Outcome {
     /// 2xx: the command id and the version it made.
@@ -128,7 +120,7 @@ async fn client(id: usize, base: Base, stop: Arc<AtomicBool>, log: Arc<Mutex<Vec
             0..=2 => (
                 "/products".to_owned(),
                 json!({"sku": format!("CH-{sku}"), "name": format!("Chaos {sku}"), "price_cents": 100,
-                       "gtin": gtin14(rng.below(GTINS)), "initial_stock": rng.below(4)}),
+                       "gtin": gtin14(7_000_000_000_000 + rng.below(GTINS)), "initial_stock": rng.below(4)}),
             ),
             3..=4 => (format!("/products/CH-{sku}/stock/receipts"), json!({"quantity": 1 + rng.below(4)})),
             5..=7 => {

@@ -13,7 +13,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use stockroom_tests::{Server, data_dir};
+use stockroom_tests::{Server, data_dir, gtin14};
 
 struct Args {
     url: Option<String>,
@@ -58,14 +58,6 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 fn ms(d: Duration) -> String {
     format!("{:.2}", d.as_secs_f64() * 1_000.0)
-}
-
-/// A valid GTIN-14 made of `n` (13 digits) and its check digit.
-fn gtin14(n: u64) -> String {
-    let body = format!("{:013}", n % 10_000_000_000_000);
-    let sum: u32 =
-        body.bytes().rev().enumerate().map(|(i, b)| u32::from(b - b'0') * if i % 2 == 0 { 3 } else { 1 }).sum();
-    format!("{body}{}", (10 - sum % 10) % 10)
 }
 
 /// Sends `count` commands from `concurrency` tasks; returns (elapsed, sorted latencies).

@@ -320,6 +320,14 @@ fn listening_addr(line: &str) -> Option<SocketAddr> {
     rest.split_whitespace().next()?.parse().ok()
 }
 
+/// A valid GTIN-14 made of `n` (its last 13 digits) and its check digit.
+pub fn gtin14(n: u64) -> String {
+    let body = format!("{:013}", n % 10_000_000_000_000);
+    let sum: u32 =
+        body.bytes().rev().enumerate().map(|(i, b)| u32::from(b - b'0') * if i % 2 == 0 { 3 } else { 1 }).sum();
+    format!("{body}{}", (10 - sum % 10) % 10)
+}
+
 /// A fresh temporary data directory.
 pub fn data_dir() -> tempfile::TempDir {
     tempfile::Builder::new().prefix("stockroom-test-").tempdir().expect("temp dir")

@@ -1,6 +1,8 @@
 //! Embedded log append throughput: records/s for batch sizes and concurrent appenders.
 //!
-//! `cargo run --release -p stockroom-topics --example append_bench`
+//! `cargo run --release -p stockroom-topics --example append_bench` prints a table;
+//! `... -- --appenders 32 --batch 1 --seconds 5` measures one configuration and prints
+//! it as one JSON line (scripts/bench.sh: the raw append rate next to Stockroom's).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -49,6 +51,14 @@ async fn run(appenders: u32, batch: u64, duration: Duration) -> f64 {
 
 #[tokio::main]
 async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)?.parse::<u64>().ok());
+    if let (Some(appenders), Some(batch)) = (arg("--appenders"), arg("--batch")) {
+        let seconds = arg("--seconds").unwrap_or(5);
+        let rate = run(appenders as u32, batch, Duration::from_secs(seconds)).await;
+        println!("{{\"appenders\": {appenders}, \"batch\": {batch}, \"records_per_s\": {rate:.0}}}");
+        return;
+    }
     let d = Duration::from_secs(2);
     for batch in [1, 16, 128, 1024] {
         run(1, batch, d).await;

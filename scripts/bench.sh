@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Benchmarks side by side, in one run on one machine (absolute numbers drift on a
+# shared machine; ratios taken in one run hold). Writes target/bench/results.json and
+# target/bench/results.md, and each measurement's raw JSON beside them.
+#
+#   scripts/bench.sh            the full run (about 10 minutes after the build)
+#   scripts/bench.sh --quick    a short run that checks the harness (CI runs this)
+#
+# What runs (BENCHMARKS.md says what each number means):
+#   write_embedded   Stockroom on the embedded log, the command mix from K clients
+#                    (tests/examples/loadgen.rs), next to the raw append rate of the
+#                    embedded log at the same concurrency (topics/examples/append_bench.rs)
+#   write_postgres   the same mix as SQL transactions on PostgreSQL (durable commits)
+#   freshness        write -> visible in search, at half the measured embedded rate
+#   replay           rebuild of the catalog from a log of N events, next to the raw
+#                    read of that log (query/examples/replay.rs)
+# Not measured yet (null in results.json): write_kafka, search_100k, search_1m, charts.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+quick=0
+case "${1:-}" in
+    --quick) quick=1 ;;
+    "") ;;
+    *) sed -n '2,18p' "$0"; exit 2 ;;
+esac
+if [ "$quick" = 1 ]; then
+    seconds=5 clients=16 products=500 events=100000
+else
+    seconds=30 clients=32 products=5000 events=1000000
+fi
+out=target/bench
+mkdir -p "$out"
+rm -f "$out"/*.json "$out"/results.md
+
+cargo build -q --release -p stockroom --bin stockroom
+cargo build -q --release -p stockroom-tests --example loadgen
+cargo build -q --release -p stockroom-topics --example append_bench
+cargo build -q --release -p stockroom-query --example replay
+target_dir="${CARGO_TARGET_DIR:-target}"
+bin="$target_dir/release"
+scripts/postgres.sh start
+pg="host=127.0.0.1 port=${PGPORT:-5544} user=postgres dbname=bench"
+
+work="$(mktemp -d)"
+node_pid=""
+cleanup() {
+    [ -n "$node_pid" ] && kill "$node_pid" 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+# Starts `stockroom serve` on a fresh data directory; sets node_pid and url.
+start_node() {
+    local dir="$work/$1"
+    mkdir -p "$dir"
+    "$bin/stockroom" serve --data-dir "$dir" --listen 127.0.0.1:0 2> "$dir.log" &
+    node_pid=$!
+    for _ in $(seq 1 200); do
+        addr="$(cat "$dir/serve.addr" 2>/dev/null || true)"
+        if [ -n "$addr" ] && curl -sf "http://$addr/health/readyz" >/dev/null; then
+            url="http://$addr"; return 0
+        fi
+        sleep 0.1
+    done
+    echo "bench.sh: the node did not start (see $dir.log)" >&2
+    cat "$dir.log" >&2
+    exit 1
+}
+
+stop_node() {
+    kill "$node_pid"; wait "$node_pid" 2>/dev/null || true
+    node_pid=""
+}
+
+echo "== write path, embedded: $clients clients, ${seconds}s" >&2
+start_node write
+"$bin/examples/loadgen" --url "$url" --clients "$clients" --seconds "$seconds" --products "$products" \
+    --cpu-pids "$node_pid" --label write_embedded > "$out/write_embedded.json"
+stop_node
+"$bin/examples/append_bench" --appenders "$clients" --batch 1 --seconds "$seconds" > "$out/raw_append.json"
+
+echo "== write path, PostgreSQL: $clients clients, ${seconds}s" >&2
+psql -q -h 127.0.0.1 -p "${PGPORT:-5544}" -U postgres -c 'DROP DATABASE IF EXISTS bench' -c 'CREATE DATABASE bench' 2>/dev/null
+"$bin/examples/loadgen" --postgres "$pg" --clients "$clients" --seconds "$seconds" --products "$products" \
+    --cpu-comm postgres --label write_postgres > "$out/write_postgres.json"
+
+echo "== freshness at half the embedded rate" >&2
+half="$(python3 -c 'import json,sys; print(max(1, int(json.load(open(sys.argv[1]))["commands_per_s"] / 2)))' "$out/write_embedded.json")"
+start_node fresh
+"$bin/examples/loadgen" --url "$url" --clients "$clients" --seconds "$seconds" --products "$products" \
+    --rate "$half" --freshness --cpu-pids "$node_pid" --label freshness > "$out/freshness.json"
+stop_node
+
+echo "== replay of $events events" >&2
+"$bin/examples/replay" --events "$events" 2>/dev/null | tail -1 > "$out/replay.json"
+
+python3 scripts/bench_report.py "$out" "$([ "$quick" = 1 ] && echo "scripts/bench.sh --quick" || echo "scripts/bench.sh")"
+echo "bench.sh: wrote $out/results.json and $out/results.md" >&2
