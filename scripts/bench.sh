@@ -14,7 +14,12 @@
 #   freshness        write -> visible in search, at half the measured embedded rate
 #   replay           rebuild of the catalog from a log of N events, next to the raw
 #                    read of that log (query/examples/replay.rs)
-# Not measured yet (null in results.json): write_kafka, search_100k, search_1m, charts.
+#   write_kafka      Stockroom on the local Kafka-API broker (Tansu), next to the raw
+#                    rdkafka produce rate to it (topics/examples/kafka_produce_bench.rs)
+#   search_100k/1m   queries over HTTP, the same queries in process on the tantivy index
+#                    (query/examples/search_bench.rs), and on PostgreSQL full-text
+#                    search (tsvector + GIN, ts_rank) over the same products
+# Not made yet: charts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,10 +30,11 @@ case "${1:-}" in
     *) sed -n '2,18p' "$0"; exit 2 ;;
 esac
 if [ "$quick" = 1 ]; then
-    seconds=5 clients=16 products=500 events=100000
+    seconds=5 clients=16 products=500 events=100000 small=5000 large=20000
 else
-    seconds=30 clients=32 products=5000 events=1000000
+    seconds=30 clients=32 products=5000 events=1000000 small=100000 large=1000000
 fi
+search_clients=4
 out=target/bench
 mkdir -p "$out"
 rm -f "$out"/*.json "$out"/results.md
@@ -37,6 +43,8 @@ cargo build -q --release -p stockroom --bin stockroom
 cargo build -q --release -p stockroom-tests --example loadgen
 cargo build -q --release -p stockroom-topics --example append_bench
 cargo build -q --release -p stockroom-query --example replay
+cargo build -q --release -p stockroom-query --example search_bench
+cargo build -q --release -p stockroom-topics --example kafka_produce_bench
 target_dir="${CARGO_TARGET_DIR:-target}"
 bin="$target_dir/release"
 scripts/postgres.sh start
@@ -50,13 +58,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Starts `stockroom serve` on a fresh data directory; sets node_pid and url.
+# Starts `stockroom serve` on data directory $work/NAME (extra arguments follow);
+# sets node_pid and url.
 start_node() {
     local dir="$work/$1"
+    shift
     mkdir -p "$dir"
-    "$bin/stockroom" serve --data-dir "$dir" --listen 127.0.0.1:0 2> "$dir.log" &
+    "$bin/stockroom" serve --data-dir "$dir" --listen 127.0.0.1:0 "$@" 2> "$dir.log" &
     node_pid=$!
-    for _ in $(seq 1 200); do
+    for _ in $(seq 1 1200); do
         addr="$(cat "$dir/serve.addr" 2>/dev/null || true)"
         if [ -n "$addr" ] && curl -sf "http://$addr/health/readyz" >/dev/null; then
             url="http://$addr"; return 0
@@ -94,6 +104,42 @@ stop_node
 
 echo "== replay of $events events" >&2
 "$bin/examples/replay" --events "$events" 2>/dev/null | tail -1 > "$out/replay.json"
+
+echo "== Kafka (local broker): write path and raw produce" >&2
+if [ -z "${STOCKROOM_KAFKA:-}" ]; then
+    scripts/kafka.sh start >&2
+    kafka=127.0.0.1:9092 kafka_props=(--kafka-config scripts/tansu.properties) props_file=scripts/tansu.properties
+else
+    kafka="$STOCKROOM_KAFKA" kafka_props=() props_file=""
+fi
+prefix="bench-$$"
+"$bin/stockroom" topics create --kafka "$kafka" --topic-prefix "$prefix" "${kafka_props[@]}" >&2
+start_node kafka --kafka "$kafka" --topic-prefix "$prefix" "${kafka_props[@]}"
+"$bin/examples/loadgen" --url "$url" --clients "$clients" --seconds "$seconds" --products 100 \
+    --cpu-pids "$node_pid" --label write_kafka > "$out/write_kafka.json"
+stop_node
+# shellcheck disable=SC2086
+"$bin/examples/kafka_produce_bench" "$kafka" "$((clients * 200))" "$clients" 1 $props_file > "$out/raw_produce.txt"
+
+for size in small large; do
+    n="${!size}"
+    echo "== search over $n products: HTTP, in process, PostgreSQL ($search_clients clients)" >&2
+    sdir="$work/search_$size"
+    "$bin/examples/search_bench" --products "$n" --dir "$sdir" > "$out/search_${size}_inprocess.json"
+    start_node "search_$size"
+    "$bin/examples/loadgen" --url "$url" --search-only --queries "$sdir/queries.txt" --products 0 \
+        --clients "$search_clients" --seconds "$seconds" --cpu-pids "$node_pid" --label "search_$size" \
+        > "$out/search_${size}_http.json"
+    stop_node
+    psql -q -h 127.0.0.1 -p "${PGPORT:-5544}" -U postgres -c 'DROP DATABASE IF EXISTS bench' -c 'CREATE DATABASE bench' 2>/dev/null
+    "$bin/examples/loadgen" --postgres "$pg" --schema-only --products 0
+    psql -q -h 127.0.0.1 -p "${PGPORT:-5544}" -U postgres -d bench \
+        -c "\\copy products (sku, name, description, brand, category, price_cents, on_hand) FROM '$sdir/products.tsv'" \
+        -c 'VACUUM ANALYZE products'
+    "$bin/examples/loadgen" --postgres "$pg" --search-only --queries "$sdir/queries.txt" --products 0 \
+        --clients "$search_clients" --seconds "$seconds" --cpu-comm postgres --label "search_${size}_pg" \
+        > "$out/search_${size}_pg.json"
+done
 
 python3 scripts/bench_report.py "$out" "$([ "$quick" = 1 ] && echo "scripts/bench.sh --quick" || echo "scripts/bench.sh")"
 echo "bench.sh: wrote $out/results.json and $out/results.md" >&2

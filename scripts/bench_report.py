@@ -27,6 +27,28 @@ def cpu_model():
 
 
 emb, raw, pg, fresh, replay = (load(n) for n in ("write_embedded", "raw_append", "write_postgres", "freshness", "replay"))
+kafka = load("write_kafka")
+with open(os.path.join(out, "raw_produce.txt")) as f:
+    raw_produce = float(f.read().strip().rsplit("=", 1)[1])
+
+
+def search(size):
+    http, inproc, pgs = load(f"search_{size}_http"), load(f"search_{size}_inprocess"), load(f"search_{size}_pg")
+    return {
+        "products": inproc["products"],
+        "clients": http["clients"],
+        "qps": http["searches_per_s"],
+        "p50_ms": http["search_p50_ms"],
+        "p99_ms": http["search_p99_ms"],
+        "inprocess_qps": inproc["inprocess_qps"],
+        "inprocess_p50_ms": inproc["inprocess_p50_ms"],
+        "inprocess_p99_ms": inproc["inprocess_p99_ms"],
+        "postgres_qps": pgs["searches_per_s"],
+        "postgres_p50_ms": pgs["search_p50_ms"],
+        "postgres_p99_ms": pgs["search_p99_ms"],
+    }
+
+
 results = {
     "command": command,
     "machine": {"cores": os.cpu_count(), "cpu_model": cpu_model()},
@@ -39,7 +61,13 @@ results = {
         "cpu_s_per_1000_commands": emb["cpu_s_per_1000_commands"],
         "raw_append_per_s": raw["records_per_s"],
     },
-    "write_kafka": None,
+    "write_kafka": {
+        "clients": kafka["clients"],
+        "commands_per_s": kafka["commands_per_s"],
+        "p50_ms": kafka["p50_ms"],
+        "p99_ms": kafka["p99_ms"],
+        "raw_produce_per_s": raw_produce,
+    },
     "write_postgres": {
         "clients": pg["clients"],
         "commands_per_s": pg["commands_per_s"],
@@ -63,8 +91,8 @@ results = {
         "decode_per_s": replay["decode_per_s"],
         "initial_build_per_s": replay["initial_build_per_s"],
     },
-    "search_100k": None,
-    "search_1m": None,
+    "search_100k": search("small"),
+    "search_1m": search("large"),
     "searches_in_the_mix": {
         "stockroom": {"p50_ms": emb["search_p50_ms"], "p99_ms": emb["search_p99_ms"], "count": emb["searches"]},
         "postgres": {"p50_ms": pg["search_p50_ms"], "p99_ms": pg["search_p99_ms"], "count": pg["searches"]},
@@ -87,8 +115,20 @@ rows = [
     ("Stockroom ÷ PostgreSQL throughput", f"{w['commands_per_s'] / p['commands_per_s']:.2f}×", f"p99 {n(w['p99_ms'], 1)} vs {n(p['p99_ms'], 1)} ms"),
     ("Freshness: write → searchable", f"p50 {n(fr['p50_ms'], 1)} ms", f"p99 {n(fr['p99_ms'], 1)} ms at {n(fr['offered_rate'])} commands/s offered ({fr['samples']} samples)"),
     (f"Replay: rebuild of {n(r['events'])} events, events/s", n(r["events_per_s"]), f"raw read {n(r['raw_read_per_s'])}/s, read + decode {n(r['decode_per_s'])}/s"),
-    ("Write, Kafka; search at 100k/1M; charts", "not measured yet", "see BENCHMARKS.md"),
 ]
+k = results["write_kafka"]
+rows += [
+    ("Write, Kafka (local Tansu): Stockroom commands/s", n(k["commands_per_s"], 1), f"p50 {n(k['p50_ms'], 0)} ms, p99 {n(k['p99_ms'], 0)} ms"),
+    ("Write, Kafka: raw rdkafka produce, records/s (same concurrency, 1 record each)", n(k["raw_produce_per_s"]), f"Stockroom = {k['commands_per_s'] / k['raw_produce_per_s']:.1%} of it"),
+]
+for key in ("search_100k", "search_1m"):
+    q = results[key]
+    rows += [
+        (f"Search, {n(q['products'])} products, HTTP ({q['clients']} clients): queries/s", n(q["qps"]), f"p50 {n(q['p50_ms'], 2)} ms, p99 {n(q['p99_ms'], 2)} ms"),
+        (f"Search, {n(q['products'])} products, in process (tantivy, 1 at a time)", f"p99 {n(q['inprocess_p99_ms'], 2)} ms", f"p50 {n(q['inprocess_p50_ms'], 2)} ms, {n(q['inprocess_qps'])} queries/s"),
+        (f"Search, {n(q['products'])} products, PostgreSQL FTS ({q['clients']} clients): queries/s", n(q["postgres_qps"]), f"p50 {n(q['postgres_p50_ms'], 2)} ms, p99 {n(q['postgres_p99_ms'], 2)} ms; Stockroom = {q['qps'] / max(q['postgres_qps'], 1e-9):.1f}× its rate"),
+    ]
+rows.append(("Charts", "not made yet", "see BENCHMARKS.md"))
 m = results["machine"]
 md = [f"# Benchmark results\n", f"`{command}` on {m['cores']} cores ({m['cpu_model']}), {w['clients']} clients.\n",
       "| measure | value | detail |", "|---|---|---|"]

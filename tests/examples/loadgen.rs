@@ -7,7 +7,11 @@
 //! loadgen [--url http://127.0.0.1:8080 | --postgres "host=127.0.0.1 port=5544 user=postgres"]
 //!         [--clients 32] [--seconds 20] [--rate 0] [--products 2000]
 //!         [--freshness] [--cpu-pids 123,456 | --cpu-comm postgres] [--label NAME]
+//!         [--search-only --queries FILE] [--schema-only]
 //! ```
+//!
+//! `--search-only` sends only searches, drawn from the lines of `--queries` (a catalog
+//! built beforehand, e.g. by `query/examples/search_bench.rs`; `--products 0`).
 //!
 //! The mix, per operation: stock receipt 30%, reservation 25%, confirm or release of
 //! one of the client's open reservations 20%, price update 10%, search 15%. Commands
@@ -51,6 +55,10 @@ struct Args {
     cpu_pids: Vec<u32>,
     cpu_comm: Option<String>,
     label: String,
+    search_only: bool,
+    queries: Arc<Vec<String>>,
+    /// PostgreSQL: create the schema and stop (for loading products with COPY).
+    schema_only: bool,
 }
 
 fn args() -> Args {
@@ -65,6 +73,9 @@ fn args() -> Args {
         cpu_pids: Vec::new(),
         cpu_comm: None,
         label: "run".into(),
+        search_only: false,
+        queries: Arc::new(Vec::new()),
+        schema_only: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -80,10 +91,17 @@ fn args() -> Args {
             "--cpu-pids" => a.cpu_pids = value().split(',').map(|p| p.trim().parse().expect("a pid")).collect(),
             "--cpu-comm" => a.cpu_comm = Some(value()),
             "--label" => a.label = value(),
+            "--search-only" => a.search_only = true,
+            "--schema-only" => a.schema_only = true,
+            "--queries" => {
+                let text = std::fs::read_to_string(value()).expect("--queries FILE");
+                a.queries = Arc::new(text.lines().filter(|l| !l.trim().is_empty()).map(str::to_owned).collect());
+            }
             other => panic!("unknown flag {other}; see the header of tests/examples/loadgen.rs"),
         }
     }
     assert!(a.url.is_some() != a.postgres.is_some(), "give one of --url or --postgres");
+    assert!(!a.search_only || !a.queries.is_empty(), "--search-only needs --queries FILE");
     a
 }
 
@@ -191,7 +209,7 @@ async fn http(client: &reqwest::Client, base: &str, op: &Op) -> Result<Answer, S
         Op::Update { sku, price_cents } => {
             client.patch(format!("{base}/products/{sku}")).json(&json!({"price_cents": price_cents}))
         }
-        Op::Search { word } => client.get(format!("{base}/search?q={word}&limit=20")),
+        Op::Search { word } => client.get(format!("{base}/search?q={}&limit=20", word.replace(' ', "%20"))),
     };
     let r = request.send().await.map_err(|e| e.to_string())?;
     let status = r.status().as_u16();
@@ -285,7 +303,9 @@ async fn client_loop(
         n += 1;
         let sku = || format!("B{run}-{}", rng_sku(id, n, args.products));
         let roll = rng.below(100);
-        let op = if roll < 30 {
+        let op = if args.search_only {
+            Op::Search { word: args.queries[rng.below(args.queries.len() as u64) as usize].clone() }
+        } else if roll < 30 {
             Op::Receive { sku: sku(), quantity: 1 + rng.below(20) as i64 }
         } else if roll < 55 || (roll < 75 && open.is_empty()) {
             let id = format!("c{id}-{n}");
@@ -383,8 +403,8 @@ async fn main() {
         (_, Some(conn)) => Target::Postgres(pg::Client::connect(conn, args.clients).await),
         _ => unreachable!(),
     });
-    if let Target::Postgres(c) = &*target {
-        c.create_schema().await;
+    if args.schema_only {
+        return; // connecting created it
     }
 
     // The catalog, registered from every client at once.
@@ -474,7 +494,8 @@ async fn main() {
         "commands": commands, "commands_per_s": rate, "rejected": t.rejected, "errors": t.errors,
         "p50_ms": ms(&t.commands, 0.5), "p99_ms": ms(&t.commands, 0.99), "p999_ms": ms(&t.commands, 0.999),
         "max_ms": t.commands.max() as f64 / 1_000.0,
-        "searches": t.searches.len(), "search_p50_ms": ms(&t.searches, 0.5), "search_p99_ms": ms(&t.searches, 0.99),
+        "searches": t.searches.len(), "searches_per_s": t.searches.len() as f64 / elapsed,
+        "search_p50_ms": ms(&t.searches, 0.5), "search_p99_ms": ms(&t.searches, 0.99),
         "cpu_s_per_1000_commands": cpu_per_1000,
         "per_second": t.per_second,
         // The latency distribution: (percentile, ms) pairs, for charts.
@@ -585,8 +606,6 @@ mod pg {
             }
             Client { pool: conns, next: Default::default() }
         }
-
-        pub async fn create_schema(&self) {}
 
         async fn conn(&self) -> tokio::sync::MutexGuard<'_, Conn> {
             let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.pool.len();
