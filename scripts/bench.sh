@@ -19,7 +19,7 @@
 #   search_100k/1m   queries over HTTP, the same queries in process on the tantivy index
 #                    (query/examples/search_bench.rs), and on PostgreSQL full-text
 #                    search (tsvector + GIN, ts_rank) over the same products
-# Not made yet: charts.
+#   charts           target/bench/latency.png and throughput.png (tests/examples/charts.rs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,7 +37,7 @@ fi
 search_clients=4
 out=target/bench
 mkdir -p "$out"
-rm -f "$out"/*.json "$out"/results.md
+rm -f "$out"/*.json "$out"/*.txt "$out"/*.png "$out"/results.md
 
 cargo build -q --release -p stockroom --bin stockroom
 cargo build -q --release -p stockroom-tests --example loadgen
@@ -45,6 +45,13 @@ cargo build -q --release -p stockroom-topics --example append_bench
 cargo build -q --release -p stockroom-query --example replay
 cargo build -q --release -p stockroom-query --example search_bench
 cargo build -q --release -p stockroom-topics --example kafka_produce_bench
+cargo build -q --release -p stockroom-tests --example charts
+font=/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf
+if [ -z "${STOCKROOM_CHART_FONT:-}" ] && [ ! -f "$font" ]; then
+    echo "bench.sh: installing fonts-dejavu-core (the charts' font)" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q fonts-dejavu-core >&2 \
+        || { apt-get update -q >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q fonts-dejavu-core >&2; }
+fi
 target_dir="${CARGO_TARGET_DIR:-target}"
 bin="$target_dir/release"
 scripts/postgres.sh start
@@ -141,5 +148,6 @@ for size in small large; do
         > "$out/search_${size}_pg.json"
 done
 
+"$bin/examples/charts" "$out" >&2
 python3 scripts/bench_report.py "$out" "$([ "$quick" = 1 ] && echo "scripts/bench.sh --quick" || echo "scripts/bench.sh")"
 echo "bench.sh: wrote $out/results.json and $out/results.md" >&2

@@ -128,7 +128,7 @@ for key in ("search_100k", "search_1m"):
         (f"Search, {n(q['products'])} products, in process (tantivy, 1 at a time)", f"p99 {n(q['inprocess_p99_ms'], 2)} ms", f"p50 {n(q['inprocess_p50_ms'], 2)} ms, {n(q['inprocess_qps'])} queries/s"),
         (f"Search, {n(q['products'])} products, PostgreSQL FTS ({q['clients']} clients): queries/s", n(q["postgres_qps"]), f"p50 {n(q['postgres_p50_ms'], 2)} ms, p99 {n(q['postgres_p99_ms'], 2)} ms; Stockroom = {q['qps'] / max(q['postgres_qps'], 1e-9):.1f}× its rate"),
     ]
-rows.append(("Charts", "not made yet", "see BENCHMARKS.md"))
+rows.append(("Charts", "latency.png, throughput.png", "beside this file"))
 m = results["machine"]
 md = [f"# Benchmark results\n", f"`{command}` on {m['cores']} cores ({m['cpu_model']}), {w['clients']} clients.\n",
       "| measure | value | detail |", "|---|---|---|"]

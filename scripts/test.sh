@@ -37,7 +37,7 @@ scripts/fuzz.sh --quick
 
 step "benchmarks, quick (scripts/bench.sh --quick): the harness runs and writes its results"
 scripts/bench.sh --quick
-for f in target/bench/results.json target/bench/results.md; do
+for f in target/bench/results.json target/bench/results.md target/bench/latency.png target/bench/throughput.png; do
     [ -s "$f" ] || { echo "bench.sh wrote no $f"; exit 1; }
 done
 

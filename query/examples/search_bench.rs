@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 #[path = "common/synthetic.rs"]
 mod synthetic;
 
-use synthetic::{Rng, WORDS, product_events, write_log};
+use synthetic::{Rng, product_events, write_log};
 
 const PARTITIONS: u32 = 8;
 
@@ -33,14 +33,16 @@ fn arg(name: &str) -> Option<String> {
     args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
 }
 
-/// The queries: one or two words of the catalog's vocabulary (words are ANDed, as on
-/// PostgreSQL with `websearch_to_tsquery`).
+/// The queries, as shoppers type them: a product noun, a word of the catalog, or a word
+/// and a noun (words are ANDed, as on PostgreSQL with `websearch_to_tsquery`). Words
+/// are drawn with the catalog's own skew, so common words are asked for most.
 fn queries(n: usize) -> Vec<String> {
     let mut rng = Rng(0x0dd_ba11_cafe_f00d);
     (0..n)
-        .map(|i| {
-            let w = |rng: &mut Rng| WORDS[rng.below(WORDS.len() as u64) as usize];
-            if i % 3 == 0 { format!("{} {}", w(&mut rng), w(&mut rng)) } else { w(&mut rng).to_owned() }
+        .map(|i| match i % 3 {
+            0 => rng.noun().to_owned(),
+            1 => rng.word(),
+            _ => format!("{} {}", rng.word(), rng.noun()),
         })
         .collect()
 }

@@ -1,5 +1,11 @@
 //! A synthetic catalog for the query side's benchmarks: product text (names, brands,
-//! categories, descriptions) from a fixed vocabulary, and reproducible randomness.
+//! categories, descriptions) and reproducible randomness.
+//!
+//! Names are "<word> <product noun> <n>" and descriptions twelve words. The words come
+//! from a vocabulary of 4,000 made-up words drawn with a Zipf-like skew (a few words
+//! are common, most are rare), as in real product text; with a small uniform
+//! vocabulary every query would match a large share of the catalog, which no real
+//! catalog does.
 
 #![allow(dead_code)] // each example uses part of it
 
@@ -16,6 +22,20 @@ pub const WORDS: &[&str] = &[
 pub const BRANDS: &[&str] = &["Hearth", "Nordic Home", "Acme", "Fjord", "Maison", "Atlas", "Kiln & Co", "Brightside"];
 pub const CATEGORIES: &[&str] = &["kitchen", "lighting", "furniture", "bath", "textiles", "garden", "storage", "decor"];
 
+const SYLLABLES: &[&str] = &[
+    "ka", "lo", "mi", "ren", "tor", "vel", "sa", "quin", "bor", "del", "fa", "gri", "hol", "jun", "mar", "nes", "pol",
+    "ris", "tam", "ul", "ven", "wy", "zor", "bel", "cor", "dra", "el", "fin", "gal", "har", "in", "ket", "lum", "mor",
+    "nal", "or", "pra", "rin", "sel", "tu",
+];
+/// Words in the vocabulary.
+pub const VOCABULARY: usize = 4_000;
+
+/// The `i`-th word of the vocabulary (distinct for every `i` below [`VOCABULARY`]).
+pub fn vocabulary_word(i: usize) -> String {
+    let n = SYLLABLES.len();
+    format!("{}{}{}", SYLLABLES[i % n], SYLLABLES[(i / n) % n], SYLLABLES[(i / (n * n) + i) % n])
+}
+
 pub struct Rng(pub u64);
 impl Rng {
     pub fn below(&mut self, n: u64) -> u64 {
@@ -24,8 +44,16 @@ impl Rng {
         self.0 ^= self.0 << 17;
         self.0 % n
     }
+    /// A word of the vocabulary, low indices far more often than high ones.
+    pub fn word(&mut self) -> String {
+        let u = self.below(1 << 24) as f64 / (1u64 << 24) as f64;
+        vocabulary_word(((VOCABULARY as f64) * u.powi(3)) as usize)
+    }
     pub fn words(&mut self, n: usize) -> String {
-        (0..n).map(|_| WORDS[self.below(WORDS.len() as u64) as usize]).collect::<Vec<_>>().join(" ")
+        (0..n).map(|_| self.word()).collect::<Vec<_>>().join(" ")
+    }
+    pub fn noun(&mut self) -> &'static str {
+        WORDS[self.below(WORDS.len() as u64) as usize]
     }
 }
 
@@ -33,7 +61,7 @@ impl Rng {
 pub fn product_events(rng: &mut Rng, i: u64, count: u64) -> Vec<ProductEvent> {
     let sku = Sku::parse(format!("SKU-{i:07}")).expect("sku");
     let details = ProductDetails {
-        name: format!("{} {}", rng.words(2), i),
+        name: format!("{} {} {}", rng.word(), rng.noun(), i),
         description: Some(rng.words(12)),
         brand: Some(BRANDS[rng.below(BRANDS.len() as u64) as usize].to_owned()),
         category: Some(CATEGORIES[rng.below(CATEGORIES.len() as u64) as usize].to_owned()),

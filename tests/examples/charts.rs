@@ -1,0 +1,112 @@
+//! The charts of scripts/bench.sh, as PNG files, from the load generator's results:
+//! `latency.png` (the latency distribution of the write paths, percentile by
+//! percentile) and `throughput.png` (commands completed in each second of the run).
+//!
+//! ```text
+//! charts DIR     # reads DIR/write_embedded.json, DIR/write_postgres.json, DIR/write_kafka.json
+//! ```
+//!
+//! Text is drawn with DejaVu Sans (Debian's fonts-dejavu-core), or the font named by
+//! `STOCKROOM_CHART_FONT`.
+
+use std::path::Path;
+
+use plotters::prelude::*;
+use serde_json::Value;
+
+const SERIES: &[(&str, &str, RGBColor)] = &[
+    ("write_embedded", "Stockroom, embedded", RGBColor(31, 119, 180)),
+    ("write_postgres", "PostgreSQL design", RGBColor(214, 39, 40)),
+    ("write_kafka", "Stockroom, Kafka (Tansu)", RGBColor(44, 160, 44)),
+];
+
+fn load(dir: &Path, name: &str) -> Option<Value> {
+    let text = std::fs::read_to_string(dir.join(format!("{name}.json"))).ok()?;
+    serde_json::from_str(text.lines().rfind(|l| !l.trim().is_empty())?).ok()
+}
+
+fn font() -> Result<(), Box<dyn std::error::Error>> {
+    let path = std::env::var("STOCKROOM_CHART_FONT")
+        .unwrap_or_else(|_| "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf".into());
+    let bytes: &'static [u8] =
+        Box::leak(std::fs::read(&path).map_err(|e| format!("font {path}: {e} (install fonts-dejavu-core)"))?.into());
+    plotters::style::register_font("sans-serif", FontStyle::Normal, bytes)
+        .map_err(|_| format!("font {path} is not a font"))?;
+    Ok(())
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = std::env::args().nth(1).ok_or("usage: charts DIR")?;
+    let dir = Path::new(&dir);
+    font()?;
+    let runs: Vec<(&str, RGBColor, Value)> =
+        SERIES.iter().filter_map(|(file, label, color)| Some((*label, *color, load(dir, file)?))).collect();
+    if runs.is_empty() {
+        return Err("no write_*.json in the directory".into());
+    }
+
+    // Latency by percentile: the x axis is the percentile's index, labelled.
+    let labels: Vec<String> = runs[0].2["distribution"]
+        .as_array()
+        .map(|d| d.iter().map(|p| format!("p{}", p[0].as_f64().unwrap_or(0.0))).collect())
+        .unwrap_or_default();
+    let points = |run: &Value| -> Vec<(f64, f64)> {
+        run["distribution"]
+            .as_array()
+            .map(|d| d.iter().enumerate().map(|(i, p)| (i as f64, p[1].as_f64().unwrap_or(0.0))).collect())
+            .unwrap_or_default()
+    };
+    let top = runs.iter().flat_map(|(_, _, r)| points(r)).map(|(_, y)| y).fold(1.0f64, f64::max);
+    let path = dir.join("latency.png");
+    let root = BitMapBackend::new(&path, (900, 540)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption("Write latency by percentile (log scale)", ("sans-serif", 24))
+        .margin(16)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0f64..(labels.len().max(2) - 1) as f64, (0.1f64..top * 1.5).log_scale())?;
+    let label_of = |x: &f64| labels.get(x.round() as usize).cloned().unwrap_or_default();
+    chart.configure_mesh().x_labels(labels.len()).x_label_formatter(&label_of).y_desc("milliseconds").draw()?;
+    for (label, color, run) in &runs {
+        chart
+            .draw_series(LineSeries::new(points(run), color.stroke_width(2)))?
+            .label(*label)
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
+    }
+    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
+    root.present()?;
+
+    // Throughput over time.
+    let series = |run: &Value| -> Vec<(f64, f64)> {
+        run["per_second"]
+            .as_array()
+            .map(|s| {
+                let n = s.len().saturating_sub(1); // the last second is partial
+                s.iter().take(n).enumerate().map(|(i, c)| (i as f64, c.as_f64().unwrap_or(0.0))).collect()
+            })
+            .unwrap_or_default()
+    };
+    let width = runs.iter().map(|(_, _, r)| series(r).len()).max().unwrap_or(1).max(2) as f64;
+    let top = runs.iter().flat_map(|(_, _, r)| series(r)).map(|(_, y)| y).fold(1.0f64, f64::max);
+    let path = dir.join("throughput.png");
+    let root = BitMapBackend::new(&path, (900, 540)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption("Commands completed per second", ("sans-serif", 24))
+        .margin(16)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0f64..width - 1.0, 0f64..top * 1.15)?;
+    chart.configure_mesh().x_desc("second of the run").y_desc("commands/s").draw()?;
+    for (label, color, run) in &runs {
+        chart
+            .draw_series(LineSeries::new(series(run), color.stroke_width(2)))?
+            .label(*label)
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
+    }
+    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
+    root.present()?;
+    println!("wrote {} and {}", dir.join("latency.png").display(), dir.join("throughput.png").display());
+    Ok(())
+}
