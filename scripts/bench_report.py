@@ -113,7 +113,7 @@ rows = [
     ("Write, embedded: raw log appends/s (same concurrency, 1 record each)", n(w["raw_append_per_s"]), f"Stockroom = {w['commands_per_s'] / w['raw_append_per_s']:.0%} of it"),
     ("Write, PostgreSQL design: commands/s", n(p["commands_per_s"]), f"p50 {n(p['p50_ms'], 1)} ms, p99 {n(p['p99_ms'], 1)} ms, p99.9 {n(p['p999_ms'], 1)} ms; {n(p['cpu_s_per_1000_commands'], 2)} CPU-s/1000"),
     ("Stockroom ÷ PostgreSQL throughput", f"{w['commands_per_s'] / p['commands_per_s']:.2f}×", f"p99 {n(w['p99_ms'], 1)} vs {n(p['p99_ms'], 1)} ms"),
-    ("Freshness: write → searchable", f"p50 {n(fr['p50_ms'], 1)} ms", f"p99 {n(fr['p99_ms'], 1)} ms at {n(fr['offered_rate'])} commands/s offered ({fr['samples']} samples)"),
+    ("Freshness: write → searchable", f"p50 {n(fr['p50_ms'], 1)} ms", f"p99 {n(fr['p99_ms'], 1)} ms at {n(fr['offered_rate'])} operations/s offered ({fr['samples']} samples)"),
     (f"Replay: rebuild of {n(r['events'])} events, events/s", n(r["events_per_s"]), f"raw read {n(r['raw_read_per_s'])}/s, read + decode {n(r['decode_per_s'])}/s"),
 ]
 k = results["write_kafka"]
