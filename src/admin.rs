@@ -10,6 +10,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
+use stockroom_command::http::JsonBody;
 use stockroom_query::http::Problem;
 use stockroom_query::{RebuildReport, RebuildStatus};
 use stockroom_topics::replay::{RebuildRequested, RebuildState, ReplayMessage, VIEWS};
@@ -176,21 +177,11 @@ pub async fn publish_rebuild(log: &EventLog, view: &str, by: &str) -> Result<u64
     responses(
         (status = 202, description = "the request is published; every query node serving the view rebuilds it \
             in the background and swaps it in when caught up (see /admin/views)", body = ReplayAccepted),
-        (status = 400, description = "the body is not JSON", body = Problem),
-        (status = 422, description = "unknown view", body = Problem),
+        (status = 400, description = "malformed-json: the body is not JSON", body = Problem),
+        (status = 415, description = "the body is not application/json", body = Problem),
+        (status = 422, description = "validation: not `{\"view\": ...}`, or an unknown view", body = Problem),
         (status = 503, description = "the log cannot be written now; retry", body = Problem)))]
-pub async fn replay(State(replay): State<Arc<Replay>>, body: axum::body::Bytes) -> Response {
-    let body: ReplayBody = match serde_json::from_slice(&body) {
-        Ok(b) => b,
-        Err(e) => {
-            return Problem::new(
-                StatusCode::BAD_REQUEST,
-                "invalid-body",
-                format!("the body is not {{\"view\": ...}}: {e}"),
-            )
-            .into_response();
-        }
-    };
+pub async fn replay(State(replay): State<Arc<Replay>>, JsonBody(body): JsonBody<ReplayBody>) -> Response {
     if !VIEWS.contains(&body.view.as_str()) {
         let mut p = Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,

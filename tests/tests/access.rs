@@ -65,10 +65,13 @@ async fn every_role_boundary_holds() {
         .await
         .expect_problem(403, "forbidden");
 
-    // An admin passes every door (an /admin route that does not exist yet is a 404, not a 403).
+    // An admin passes every door (an /admin route that does not exist is a 404, not a 403).
     let a = s.request("GET", "/admin/views", None, &[("authorization", &bearer(ADMIN))]).await.expect(200);
     assert!(a.body["views"].as_array().is_some_and(|v| !v.is_empty()), "{}", a.text);
-    s.request("POST", "/admin/replay", Some(json!({})), &[("authorization", &bearer(ADMIN))])
+    s.request("POST", "/admin/replay", Some(json!({"view": "catalog"})), &[("authorization", &bearer(ADMIN))])
+        .await
+        .expect(202);
+    s.request("POST", "/admin/nothing-here", Some(json!({})), &[("authorization", &bearer(ADMIN))])
         .await
         .expect_problem(404, "not-found");
     s.request("PATCH", "/products/AUTH-1", Some(json!({"name": "Padlock"})), &[("authorization", &bearer(ADMIN))])

@@ -15,6 +15,10 @@ use serde_json::{Value, json};
 use stockroom_tests::{Backend, Server, binary, data_dir};
 use tokio::sync::Mutex;
 
+/// Node flags: a loaded test broker can take seconds per write, and these tests want
+/// answers, not 202s.
+const PATIENT: &[&str] = &["--write-timeout", "60s", "--read-timeout", "30s"];
+
 fn product(sku: &str, i: u64) -> Value {
     json!({"sku": sku, "name": format!("Rebuild widget {i}"), "brand": "Acme", "category": "parts",
            "price_cents": 100 + i, "initial_stock": i % 7,
@@ -86,7 +90,7 @@ fn replay_cli(backend: &Backend, dir: &std::path::Path) -> std::process::Output 
 
 async fn a_rebuild_under_write_load_keeps_answering_and_loses_nothing(backend: Backend, seeded: u64) {
     let dir = data_dir();
-    let s = Arc::new(Server::start_on(&backend, dir.path(), &[]).await);
+    let s = Arc::new(Server::start_on(&backend, dir.path(), PATIENT).await);
     let at = register(&s, "SEED", seeded, 8).await;
     assert_eq!(s.get_at("/search?q=widget&limit=1", &at).await.expect(200).body["total"], seeded);
 
@@ -158,7 +162,11 @@ async fn a_rebuild_under_write_load_keeps_answering_and_loses_nothing(backend: B
     );
     // A request for a view that cannot be rebuilt is refused, and a bad body too.
     s.post("/admin/replay", json!({"view": "nope"})).await.expect_problem(422, "validation");
-    s.post("/admin/replay", json!({"viewz": 1})).await.expect_problem(400, "invalid-body");
+    s.post("/admin/replay", json!({"viewz": 1})).await.expect_problem(422, "validation");
+    s.raw("POST", "/admin/replay", b"{".to_vec(), Some("application/json")).await.expect_problem(400, "malformed-json");
+    s.raw("POST", "/admin/replay", b"view=catalog".to_vec(), Some("text/plain"))
+        .await
+        .expect_problem(415, "unsupported-media-type");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -174,8 +182,8 @@ async fn kafka_rebuild_under_write_load() {
 /// Starts the node that projects: `serve` on the embedded log, a `query` node on Kafka.
 async fn query_node(backend: &Backend, dir: &std::path::Path) -> Server {
     match backend {
-        Backend::Embedded => Server::start(dir, &[]).await,
-        Backend::Kafka { .. } => Server::node(backend, "query", dir, &[]).await,
+        Backend::Embedded => Server::start(dir, PATIENT).await,
+        Backend::Kafka { .. } => Server::node(backend, "query", dir, PATIENT).await,
     }
 }
 
@@ -185,7 +193,7 @@ async fn killed_again_and_again_the_rebuilt_catalog_equals_a_fresh_one(backend: 
     // On Kafka the writes go through a command node of their own; on the embedded
     // log one process does everything, and is the one killed.
     let command = match &backend {
-        Backend::Kafka { .. } => Some(Arc::new(Server::node(&backend, "command", writes.path(), &[]).await)),
+        Backend::Kafka { .. } => Some(Arc::new(Server::node(&backend, "command", writes.path(), PATIENT).await)),
         Backend::Embedded => None,
     };
     let mut node = Arc::new(query_node(&backend, dir.path()).await);
