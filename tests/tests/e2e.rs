@@ -5,6 +5,10 @@
 use serde_json::{Value, json};
 use stockroom_tests::{Backend, Server, data_dir};
 
+/// Node flags: the test broker, busy with the other tests, can take seconds per saga
+/// step; these tests want outcomes, not 202s (the bounds are tested elsewhere).
+const PATIENT: &[&str] = &["--write-timeout", "20s", "--read-timeout", "20s"];
+
 fn product(sku: &str, name: &str, brand: &str, category: &str, price: i64) -> Value {
     json!({
         "sku": sku, "name": name, "brand": brand, "category": category, "price_cents": price,
@@ -30,7 +34,7 @@ async fn seed(s: &Server) -> String {
 
 async fn register_stock_search_and_read(backend: Backend) {
     let dir = data_dir();
-    let s = Server::start_on(&backend, dir.path(), &[]).await;
+    let s = Server::start_on(&backend, dir.path(), PATIENT).await;
     seed(&s).await;
 
     // Register answers 201 with version, ETag, Location and a position token.
@@ -95,7 +99,7 @@ async fn register_stock_search_and_read(backend: Backend) {
 
 async fn paging_with_cursors_returns_everything_once(backend: Backend) {
     let dir = data_dir();
-    let s = Server::start_on(&backend, dir.path(), &[]).await;
+    let s = Server::start_on(&backend, dir.path(), PATIENT).await;
     let mut position = String::new();
     for i in 0..25 {
         let a = s
@@ -125,7 +129,7 @@ async fn paging_with_cursors_returns_everything_once(backend: Backend) {
 /// Every acknowledged write survives SIGTERM and kill -9, and nothing is applied twice.
 async fn acknowledged_writes_survive_restarts_and_kill_9(backend: Backend) {
     let dir = data_dir();
-    let s = Server::start_on(&backend, dir.path(), &[]).await;
+    let s = Server::start_on(&backend, dir.path(), PATIENT).await;
     s.post("/products", product("CNT-1", "Counter", "Acme", "tools", 100)).await.expect(201);
     let mut acked = 0u64;
     for i in 0..20 {
@@ -144,7 +148,7 @@ async fn acknowledged_writes_survive_restarts_and_kill_9(backend: Backend) {
     let status = s.stop().await;
     assert!(status.success(), "graceful shutdown exits 0: {status:?}");
 
-    let s = Server::start_on(&backend, dir.path(), &[]).await;
+    let s = Server::start_on(&backend, dir.path(), PATIENT).await;
     let p = s.get("/products/CNT-1").await.expect(200);
     assert_eq!(p.body["stock"]["on_hand"], acked);
     // Retrying an acknowledged write with its key does not apply it again.
@@ -172,7 +176,7 @@ async fn acknowledged_writes_survive_restarts_and_kill_9(backend: Backend) {
     }
     s.kill();
 
-    let s = Server::start_on(&backend, dir.path(), &[]).await;
+    let s = Server::start_on(&backend, dir.path(), PATIENT).await;
     // The projector catches up from its checkpoint; wait for the processor's position.
     let a = s.post("/products/CNT-1/stock/adjustments", json!({"delta": 1, "reason": "probe"})).await.expect(200);
     assert_eq!(a.body["version"], 2 + acked, "every acknowledged write applied exactly once");
@@ -184,7 +188,7 @@ async fn acknowledged_writes_survive_restarts_and_kill_9(backend: Backend) {
 /// Delete the index and the state stores, keep the log: the same answers come back.
 async fn views_and_state_are_rebuilt_from_the_log(backend: Backend) {
     let dir = data_dir();
-    let s = Server::start_on(&backend, dir.path(), &[]).await;
+    let s = Server::start_on(&backend, dir.path(), PATIENT).await;
     seed(&s).await;
     s.post("/products/HAM-1/stock/receipts", json!({"quantity": 5})).await.expect(200);
     let a = s.post("/products/HAM-1/reservations", json!({"reservation_id": "r", "quantity": 2})).await.expect(201);
@@ -196,7 +200,7 @@ async fn views_and_state_are_rebuilt_from_the_log(backend: Backend) {
     std::fs::remove_dir_all(dir.path().join("catalog")).unwrap();
     std::fs::remove_dir_all(dir.path().join("state")).unwrap();
 
-    let s = Server::start_on(&backend, dir.path(), &[]).await;
+    let s = Server::start_on(&backend, dir.path(), PATIENT).await;
     // The catalog, rebuilt from offset 0, gives the same answers.
     assert_eq!(s.get_at("/search?q=acme&sort=name", &last).await.expect(200).body, before_search);
     assert_eq!(s.get_at("/products/HAM-1", &last).await.expect(200).body, before_product);
@@ -215,7 +219,7 @@ async fn views_and_state_are_rebuilt_from_the_log(backend: Backend) {
 /// Bad input: 4xx problem+json, never 500, and nothing changes.
 async fn bad_input_gets_problems_and_changes_nothing(backend: Backend) {
     let dir = data_dir();
-    let s = Server::start_on(&backend, dir.path(), &[]).await;
+    let s = Server::start_on(&backend, dir.path(), PATIENT).await;
     let a = s.post("/products", product("OK-1", "Fine", "Acme", "tools", 100)).await.expect(201);
     let before = s.get_at("/products/OK-1", a.header("stockroom-position").unwrap()).await.expect(200).body;
 
@@ -334,7 +338,7 @@ fn count(answers: &[(u16, Value)], status: u16) -> usize {
 /// Uniqueness under concurrency: one GTIN, one SKU, and stock that never goes negative.
 async fn concurrent_writes_keep_skus_gtins_and_stock_right(backend: Backend) {
     let dir = data_dir();
-    let s = Server::start_on(&backend, dir.path(), &[]).await;
+    let s = Server::start_on(&backend, dir.path(), PATIENT).await;
     const N: usize = 12;
     let gtin = "4006381333931";
 
@@ -422,7 +426,7 @@ async fn concurrent_writes_keep_skus_gtins_and_stock_right(backend: Backend) {
 /// a GTIN frees the old one.
 async fn a_failed_registration_frees_its_gtin(backend: Backend) {
     let dir = data_dir();
-    let s = Server::start_on(&backend, dir.path(), &[]).await;
+    let s = Server::start_on(&backend, dir.path(), PATIENT).await;
     s.post("/products", product("TAKEN-1", "First", "Acme", "tools", 100)).await.expect(201);
     // The claim of this GTIN succeeds, then the SKU is taken: the claim is released.
     let mut p = product("TAKEN-1", "Second", "Acme", "tools", 100);
@@ -445,7 +449,7 @@ async fn a_failed_registration_frees_its_gtin(backend: Backend) {
 /// Orders reserve every line or none, ship together, and can be read back.
 async fn orders_reserve_all_lines_or_none(backend: Backend) {
     let dir = data_dir();
-    let s = Server::start_on(&backend, dir.path(), &[]).await;
+    let s = Server::start_on(&backend, dir.path(), PATIENT).await;
     for (sku, stock) in [("ORD-A", 5), ("ORD-B", 1)] {
         let mut p = product(sku, "Part", "Acme", "tools", 100);
         p["initial_stock"] = json!(stock);
@@ -520,7 +524,7 @@ async fn orders_reserve_all_lines_or_none(backend: Backend) {
 /// from the start of the log when its store is new.
 async fn stock_view_serves_alerts_and_history(backend: Backend) {
     let dir = data_dir();
-    let s = Server::start_on(&backend, dir.path(), &[]).await;
+    let s = Server::start_on(&backend, dir.path(), PATIENT).await;
     for (sku, stock) in [("LOW-A", 2), ("LOW-B", 10), ("LOW-C", 0), ("LOW-D", 1)] {
         let mut p = product(sku, "Stocked", "Acme", "tools", 100);
         p["initial_stock"] = json!(stock);
@@ -560,7 +564,7 @@ async fn stock_view_serves_alerts_and_history(backend: Backend) {
 
     // A new store backfills from offset 0 and answers the same.
     std::fs::remove_dir_all(dir.path().join("stock")).unwrap();
-    let s = Server::start_on(&backend, dir.path(), &[]).await;
+    let s = Server::start_on(&backend, dir.path(), PATIENT).await;
     assert_eq!(s.get_at("/alerts/low-stock?threshold=2", &at).await.expect(200).body, before);
     let again = s.get_at("/products/LOW-B/history", &at).await.expect(200);
     assert_eq!(again.body, h.body);
@@ -569,7 +573,7 @@ async fn stock_view_serves_alerts_and_history(backend: Backend) {
 
 async fn openapi_docs_and_health(backend: Backend) {
     let dir = data_dir();
-    let s = Server::start_on(&backend, dir.path(), &[]).await;
+    let s = Server::start_on(&backend, dir.path(), PATIENT).await;
     s.get("/health/livez").await.expect(200);
     s.get("/health/readyz").await.expect(200);
     let spec = s.get("/openapi.json").await.expect(200).body;
