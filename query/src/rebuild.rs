@@ -44,6 +44,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use stockroom_topics::dlq;
 use stockroom_topics::replay::{RebuildProgress, RebuildState, ReplayMessage};
 use stockroom_topics::{EventLog, LogReader, Offset, Partition, Position, StoredRecord, Topic};
 use tokio::sync::{mpsc, oneshot};
@@ -249,8 +250,8 @@ impl Rebuilder {
                 _ = cancel.cancelled() => return Ok(()),
                 r = requests.poll(100, Duration::from_millis(500)) => r?,
             };
-            if let Some(first) = batch.iter().find_map(catalog_request) {
-                let last = batch.iter().filter_map(catalog_request).max().unwrap_or(first);
+            let asked = self.catalog_requests(&batch).await?;
+            if let (Some(&first), Some(&last)) = (asked.iter().min(), asked.iter().max()) {
                 self.rebuild(first, last, &mut requests, cancel).await?;
             }
         }
@@ -294,8 +295,9 @@ impl Rebuilder {
             since_commit += batch.len();
             let target = Target { catalog: &catalog, orders: None, stats: &stats, known: None };
             fold(&target, batch, &mut pending, &mut checkpoint)?;
-            for more in requests.poll(100, Duration::ZERO).await?.iter().filter_map(catalog_request) {
-                last = last.max(more);
+            let more = requests.poll(100, Duration::ZERO).await?;
+            for asked in self.catalog_requests(&more).await? {
+                last = last.max(asked);
             }
             checkpoint.replay = last + 1;
             if at_head || since_commit >= self.commit_every {
@@ -386,14 +388,27 @@ impl Rebuilder {
     }
 }
 
-/// The offset of a request to rebuild the catalog, if `record` is one.
-fn catalog_request(record: &StoredRecord) -> Option<u64> {
-    match ReplayMessage::decode(record) {
-        Ok(ReplayMessage::Requested(r)) if r.view == "catalog" => Some(record.offset.0),
-        Ok(_) => None,
-        Err(e) => {
-            warn!(offset = record.offset.0, error = %e, "skipped an unreadable record of the replay topic");
-            None
+impl Rebuilder {
+    /// The offsets of the requests to rebuild the catalog among `records`. A record
+    /// that cannot be read goes to the dead-letter topic with the reason (every node
+    /// that reads it reports it, as its reporter) and is otherwise skipped.
+    async fn catalog_requests(&self, records: &[StoredRecord]) -> Result<Vec<u64>, ProjectorError> {
+        let mut asked = Vec::new();
+        let mut dead = Vec::new();
+        for record in records {
+            match ReplayMessage::decode(record) {
+                Ok(ReplayMessage::Requested(r)) if r.view == "catalog" => asked.push(record.offset.0),
+                Ok(_) => {}
+                Err(e) => {
+                    warn!(offset = record.offset.0, error = %e, "an unreadable record of the replay topic goes to the DLQ");
+                    let now = stockroom_topics::time::now_ms();
+                    dead.push(dlq::dead_letter(Topic::Replay, record, &e.to_string(), &self.node, now));
+                }
+            }
         }
+        if !dead.is_empty() {
+            self.log.append(Topic::Dlq, Partition(0), dead).await?;
+        }
+        Ok(asked)
     }
 }

@@ -412,3 +412,60 @@ async fn a_rebuild_cut_short_resumes_from_its_last_commit() {
     rebuilding.await.unwrap();
     log.close().await.unwrap();
 }
+
+/// Garbage on the replay topic goes to the dead-letter topic with its reason, and the
+/// request after it is still answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_replay_record_goes_to_the_dlq_and_rebuilds_go_on() {
+    use stockroom_topics::dlq::origin_of;
+    use stockroom_topics::{Offset, Record};
+    let dir = tempfile::tempdir().unwrap();
+    let log =
+        EventLog::embedded(EmbeddedLog::open(&dir.path().join("log"), TopicNames::new("t"), Some(PARTITIONS)).unwrap());
+    let data = dir.path().join("node");
+    std::fs::create_dir_all(&data).unwrap();
+    let slot = Arc::new(CatalogSlot::open(&data).unwrap());
+    let (orders, fresh) = OrderBook::open(&data.join("orders")).unwrap();
+    let (projector, mut applied) = CatalogProjector::new(log.clone(), slot.clone(), Arc::new(orders), fresh).unwrap();
+    let rebuilder = Rebuilder::new(log.clone(), slot.clone(), projector.swapper(), "test");
+    let status = rebuilder.status();
+    let cancel = CancellationToken::new();
+    let tasks = [tokio::spawn(projector.run(cancel.clone())), tokio::spawn(rebuilder.run(cancel.clone()))];
+    // Let the first (empty) catalog commit, so that later requests are not pre-answered.
+    let mut history = History {
+        log: log.clone(),
+        writers: vec![Writer { epoch: 1, owner: "w1".into() }; 3],
+        products: BTreeMap::new(),
+        model: BTreeMap::new(),
+        commands: 0,
+    };
+    history.run(&Step::Register { sku: 0, name: 0, brand: 0, price: 10, stock: 1 }).await;
+    let end = head(&log).await;
+    applied.wait_for(|p| p.covers(&end)).await.unwrap();
+    while slot.current().checkpoint::<stockroom_query::CatalogCheckpoint>().unwrap().is_none() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    let garbage =
+        Record { key: Some(b"catalog".to_vec()), headers: Default::default(), payload: b"{".to_vec(), timestamp_ms: 0 };
+    let request = ReplayMessage::Requested(RebuildRequested { view: "catalog".into(), by: "test".into(), at_ms: 0 });
+    log.append(Topic::Replay, Partition(0), vec![garbage, request.encode("/test")]).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while status.completed.load(Ordering::Relaxed) == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the request after the garbage is answered");
+    let mut dlq = log.reader(Topic::Dlq, &[(Partition(0), Offset(0))]).unwrap();
+    let dead = dlq.poll(10, Duration::from_secs(5)).await.unwrap();
+    let origin = dead.first().and_then(|d| origin_of(&d.record)).expect("a dead letter with its origin");
+    assert_eq!(origin.topic, "replay");
+    assert!(!origin.reason.is_empty());
+    assert_eq!(slot.current().dump().unwrap(), history.model.values().cloned().collect::<Vec<_>>());
+    cancel.cancel();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    log.close().await.unwrap();
+}
