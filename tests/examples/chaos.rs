@@ -316,14 +316,14 @@ impl Nodes {
         if let Some(old) = self.writer.take() {
             old.kill();
         }
-        self.writer = Some(Server::node(&self.backend, sub, self.writer_dir.path(), &[]).await);
+        self.writer = Some(Server::node_supervised(&self.backend, sub, self.writer_dir.path(), &[], 5).await);
     }
 
     async fn restart_query(&mut self) {
         match self.query.take() {
             Some(q) => {
                 q.kill();
-                self.query = Some(Server::node(&self.backend, "query", self.query_dir.path(), &[]).await);
+                self.query = Some(Server::node_supervised(&self.backend, "query", self.query_dir.path(), &[], 5).await);
             }
             None => self.restart_writer().await,
         }
@@ -435,7 +435,7 @@ async fn main() {
         None => ("serve", writer_dir.path()),
     };
     // Ready means the catalog has caught up with the log's head, which holds every write.
-    let server = Server::node(&backend, sub, dir, &[]).await;
+    let server = Server::node_supervised(&backend, sub, dir, &[], 5).await;
     let mut views = BTreeMap::new();
     for s in 0..SKUS {
         let a = server.get(&format!("/products/CH-{s}")).await;

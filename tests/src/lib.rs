@@ -177,7 +177,36 @@ impl Server {
         Self::start_command(data_dir, subcommand, &args).await
     }
 
+    /// Starts a node on `backend` like [`Server::node`], but a node that exits at
+    /// start (e.g. a broker restarting under it) is started again, as a supervisor
+    /// would, up to `attempts` times.
+    pub async fn node_supervised(
+        backend: &Backend,
+        subcommand: &str,
+        data_dir: &Path,
+        extra: &[&str],
+        attempts: u32,
+    ) -> Server {
+        let mut args = backend.args();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        for attempt in 1..attempts {
+            match Self::try_start_command(data_dir, subcommand, &args).await {
+                Ok(server) => return server,
+                Err(e) => {
+                    eprintln!("{e}; starting it again ({attempt} of {attempts})");
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+            }
+        }
+        Self::start_command(data_dir, subcommand, &args).await
+    }
+
     pub async fn start_command(data_dir: &Path, subcommand: &str, extra: &[&str]) -> Server {
+        Self::try_start_command(data_dir, subcommand, extra).await.unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    async fn try_start_command(data_dir: &Path, subcommand: &str, extra: &[&str]) -> Result<Server, String> {
         let mut cmd = Command::new(binary());
         cmd.arg(subcommand)
             .arg("--listen")
@@ -212,13 +241,13 @@ impl Server {
             Err(_) => {
                 let _ = child.kill();
                 let status = child.wait().ok();
-                panic!("stockroom did not report a listening address (exit status {status:?})");
+                return Err(format!("stockroom did not report a listening address (exit status {status:?})"));
             }
         };
         let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("http client");
         let server = Server { addr, data_dir: data_dir.to_owned(), http, child: Some(child) };
         server.wait_ready().await;
-        server
+        Ok(server)
     }
 
     pub fn url(&self, path: &str) -> String {
