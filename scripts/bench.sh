@@ -14,7 +14,7 @@
 #   freshness        write -> visible in search, at half the measured embedded rate
 #   replay           rebuild of the catalog from a log of N events, next to the raw
 #                    read of that log (query/examples/replay.rs)
-#   write_kafka      Stockroom on the local Kafka-API broker (Tansu), next to the raw
+#   write_kafka      Stockroom on the local Apache Kafka broker, next to the raw
 #                    rdkafka produce rate to it (topics/examples/kafka_produce_bench.rs)
 #   search_100k/1m   queries over HTTP, the same queries in process on the tantivy index
 #                    (query/examples/search_bench.rs), and on PostgreSQL full-text
@@ -115,7 +115,7 @@ echo "== replay of $events events" >&2
 echo "== Kafka (local broker): write path and raw produce" >&2
 if [ -z "${STOCKROOM_KAFKA:-}" ]; then
     scripts/kafka.sh start >&2
-    kafka=127.0.0.1:9092 kafka_props=(--kafka-config scripts/tansu.properties) props_file=scripts/tansu.properties
+    kafka=127.0.0.1:9092 kafka_props=() props_file=""
 else
     kafka="$STOCKROOM_KAFKA" kafka_props=() props_file=""
 fi

@@ -4,8 +4,8 @@
 #   scripts/test.sh          format, lints, and every test of the workspace
 #
 # Tests use real parts: sled files, a tantivy index, the real binary on loopback,
-# and a real Kafka-API broker (Tansu, started by scripts/kafka.sh, which builds it
-# once into ~/.cache/stockroom: the first run takes 10-25 minutes longer).
+# and a real Apache Kafka broker (KRaft), which scripts/kafka.sh assembles from Maven
+# Central into ~/.cache/stockroom (about a minute, once) and starts.
 # Set STOCKROOM_KAFKA=host:port to test against another broker instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,7 +22,7 @@ step "build the binary the end-to-end tests start"
 cargo build -p stockroom --bin stockroom
 
 if [ -z "${STOCKROOM_KAFKA:-}" ]; then
-    step "the local Kafka-API broker (scripts/kafka.sh start)"
+    step "the local Apache Kafka broker (scripts/kafka.sh start)"
     scripts/kafka.sh start
 fi
 

@@ -33,12 +33,6 @@ pub struct LogArgs {
     pub log: String,
 }
 
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MembershipArg {
-    Log,
-    KafkaGroup,
-}
-
 #[derive(ValueEnum, Clone, Copy, Debug)]
 pub enum LogFormat {
     Text,
@@ -190,15 +184,15 @@ fn parse_key_value(s: &str) -> Result<(String, String), String> {
 pub struct ServeArgs {
     #[command(flatten)]
     pub kafka: KafkaArgs,
-    /// How command nodes share the partitions (Kafka only): `log` — heartbeats in the
-    /// `<prefix>.members` topic, on any Kafka-API broker; `kafka-group` — a Kafka
-    /// consumer group (`--group`), for brokers whose group coordinator reassigns the
-    /// partitions of a member that died.
-    #[arg(long, env = "STOCKROOM_MEMBERSHIP", value_enum, default_value_t = MembershipArg::Log)]
-    pub membership: MembershipArg,
-    /// The consumer group of the command nodes, with `--membership kafka-group`.
+    /// The Kafka consumer group through which command nodes share the partitions
+    /// (default `<topic prefix>.processors`). With `--node-id`, a node is a static
+    /// member: restarted within the session timeout, it gets its partitions back at once.
     #[arg(long, env = "STOCKROOM_GROUP")]
     pub group: Option<String>,
+    /// How long a command node may go unheard before the group moves its partitions
+    /// (Kafka's `session.timeout.ms`).
+    #[arg(long, env = "STOCKROOM_SESSION_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub session_timeout: Duration,
     /// Where the embedded log, the state stores and the views live.
     #[arg(long, env = "STOCKROOM_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
@@ -209,9 +203,11 @@ pub struct ServeArgs {
     /// asking for another count is refused.
     #[arg(long, env = "STOCKROOM_PARTITIONS")]
     pub partitions: Option<u32>,
-    /// This node's name in logs, writer fences and CloudEvents `source`.
-    #[arg(long, env = "STOCKROOM_NODE_ID", default_value = "stockroom")]
-    pub node_id: String,
+    /// This node's name in logs, writer fences and CloudEvents `source` (default
+    /// `stockroom`). On Kafka, give every command node its own: it is also the node's
+    /// static member id in the command group (`group.instance.id`).
+    #[arg(long, env = "STOCKROOM_NODE_ID")]
+    pub node_id: Option<String>,
     /// How long a write waits for its outcome before answering 202 with a Location to poll.
     #[arg(long, env = "STOCKROOM_WRITE_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub write_timeout: Duration,
@@ -235,6 +231,23 @@ pub struct ServeArgs {
 }
 
 /// Parses `250ms`, `5s`, `2m` or a bare number of seconds.
+impl ServeArgs {
+    /// This node's name (`--node-id`, default `stockroom`).
+    pub fn node_id(&self) -> &str {
+        self.node_id.as_deref().unwrap_or("stockroom")
+    }
+
+    /// How this node takes part in the command group on Kafka: static when it has
+    /// a name of its own.
+    pub fn group_config(&self) -> stockroom_topics::GroupConfig {
+        stockroom_topics::GroupConfig {
+            group: self.group.clone().unwrap_or_else(|| format!("{}.processors", self.kafka.topic_prefix)),
+            instance: self.node_id.clone(),
+            session: self.session_timeout,
+        }
+    }
+}
+
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let (number, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
@@ -297,7 +310,14 @@ mod tests {
         let Command::Writer(args) = cli.command else { panic!("command node") };
         assert_eq!(args.kafka.kafka_config, ["security.protocol=SASL_SSL", "client.properties"]);
         assert_eq!(args.kafka.kafka.as_deref(), Some("b:9092"));
-        assert_eq!(args.membership, MembershipArg::Log);
+        assert_eq!(args.node_id(), "stockroom");
+        assert_eq!(args.group_config().instance, None, "no node id, no static membership");
+        let cli = Cli::try_parse_from(["stockroom", "command", "--node-id", "c1", "--session-timeout", "3s"]).unwrap();
+        let Command::Writer(args) = cli.command else { panic!("command node") };
+        let group = args.group_config();
+        assert_eq!(group.group, "stockroom.processors");
+        assert_eq!(group.instance.as_deref(), Some("c1"));
+        assert_eq!(group.session, Duration::from_secs(3));
     }
 
     #[test]

@@ -9,13 +9,13 @@ use stockroom_command::{CommandApi, CommandClient, Processor, ProcessorConfig, S
 use stockroom_query::stock::{StockApi, StockBook, StockProjector};
 use stockroom_query::{CatalogProjector, CatalogSlot, OrderBook, QueryApi, Rebuilder};
 use stockroom_topics::kafka::{self, KafkaConfig, KafkaLog, TopicSettings};
-use stockroom_topics::{EmbeddedLog, EventLog, MembershipConfig, MembershipKind, Topic, TopicNames};
+use stockroom_topics::{EmbeddedLog, EventLog, Topic, TopicNames};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::info;
 use utoipa::OpenApi;
 
-use crate::cli::{KafkaArgs, MembershipArg, ServeArgs, TopicsCreateArgs};
+use crate::cli::{KafkaArgs, ServeArgs, TopicsCreateArgs};
 use crate::metrics::{self, Metrics};
 use crate::{admin, auth, limits, ops};
 
@@ -54,7 +54,7 @@ pub(crate) fn kafka_config(args: &KafkaArgs, node_id: &str) -> anyhow::Result<Op
 
 async fn open_log(args: &ServeArgs, role: Role) -> anyhow::Result<EventLog> {
     let data = &args.data_dir;
-    match kafka_config(&args.kafka, &args.node_id)? {
+    match kafka_config(&args.kafka, args.node_id())? {
         Some(config) => {
             let bootstrap = config.bootstrap.clone();
             let log = KafkaLog::connect(config).await.with_context(|| format!("cannot use Kafka at {bootstrap}"))?;
@@ -99,20 +99,10 @@ pub async fn serve(args: ServeArgs, role: Role) -> anyhow::Result<()> {
         let processor = Processor::new(
             log.clone(),
             store.clone(),
-            ProcessorConfig { node_id: args.node_id.clone(), ..ProcessorConfig::default() },
+            ProcessorConfig { node_id: args.node_id().to_owned(), ..ProcessorConfig::default() },
         );
-        let how = match args.membership {
-            MembershipArg::Log => MembershipKind::Log {
-                node: args.node_id.clone(),
-                member: processor.owner().to_owned(),
-                config: MembershipConfig::default(),
-            },
-            MembershipArg::KafkaGroup => MembershipKind::KafkaGroup {
-                group: args.group.clone().unwrap_or_else(|| format!("{}.processors", args.kafka.topic_prefix)),
-            },
-        };
-        processor.follow(log.membership(how)?, &tracker, cancel.clone());
-        let client = CommandClient::start(log.clone(), &args.node_id, &tracker, cancel.clone()).await?;
+        processor.follow(log.membership(&args.group_config())?, &tracker, cancel.clone());
+        let client = CommandClient::start(log.clone(), args.node_id(), &tracker, cancel.clone()).await?;
         router = router.merge(stockroom_command::router(CommandApi { client, write_timeout: args.write_timeout }));
         spec.merge(stockroom_command::CommandApiDoc::openapi());
         let health = processor.health();
@@ -127,7 +117,7 @@ pub async fn serve(args: ServeArgs, role: Role) -> anyhow::Result<()> {
         let (projector, applied) = CatalogProjector::new(log.clone(), catalog.clone(), orders.clone(), orders_fresh)?;
         let projector_stats = projector.stats();
         // Rebuilds on request (the replay topic), swapped in by the projector.
-        let rebuilder = Rebuilder::new(log.clone(), catalog.clone(), projector.swapper(), &args.node_id);
+        let rebuilder = Rebuilder::new(log.clone(), catalog.clone(), projector.swapper(), args.node_id());
         let rebuilds = rebuilder.status();
         metrics.projector = Some((projector_stats.clone(), applied.clone()));
         metrics.rebuilds = Some(rebuilds.clone());
@@ -164,7 +154,7 @@ pub async fn serve(args: ServeArgs, role: Role) -> anyhow::Result<()> {
             ],
         };
         router = router.route("/admin/views", axum::routing::get(admin::views).with_state(Arc::new(views)));
-        let replay = admin::Replay { log: log.clone(), node: args.node_id.clone() };
+        let replay = admin::Replay { log: log.clone(), node: args.node_id().to_owned() };
         router = router.route("/admin/replay", axum::routing::post(admin::replay).with_state(Arc::new(replay)));
         spec.merge(admin::AdminApiDoc::openapi());
         router = router.merge(stockroom_query::stock::router(StockApi {

@@ -262,11 +262,7 @@ async fn open_log(backend: &Backend, dir: &std::path::Path) -> EventLog {
             EventLog::embedded(EmbeddedLog::open(&dir.join("log"), TopicNames::default(), None).unwrap())
         }
         Backend::Kafka { bootstrap, prefix } => {
-            let mut config = KafkaConfig::new(bootstrap, TopicNames::new(prefix));
-            if std::env::var("STOCKROOM_KAFKA").is_err() {
-                let props = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/tansu.properties");
-                config = config.with_properties_file(&props).unwrap();
-            }
+            let config = KafkaConfig::new(bootstrap, TopicNames::new(prefix));
             EventLog::kafka(KafkaLog::connect(config).await.unwrap())
         }
     }

@@ -129,13 +129,7 @@ impl Backend {
         match self {
             Backend::Embedded => Vec::new(),
             Backend::Kafka { bootstrap, prefix } => {
-                let mut args = vec!["--kafka".into(), bootstrap.clone(), "--topic-prefix".into(), prefix.clone()];
-                if std::env::var("STOCKROOM_KAFKA").is_err() {
-                    // The local Tansu broker needs its workaround (see the file).
-                    let props = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/tansu.properties");
-                    args.extend(["--kafka-config".into(), props.display().to_string()]);
-                }
-                args
+                vec!["--kafka".into(), bootstrap.clone(), "--topic-prefix".into(), prefix.clone()]
             }
         }
     }

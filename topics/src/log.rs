@@ -7,8 +7,7 @@ use std::time::Duration;
 use crate::embedded::{self, EmbeddedLog};
 use crate::error::LogError;
 use crate::ids::{Offset, Partition};
-use crate::kafka::{self, KafkaLog, Membership, MembershipEvent};
-use crate::members::{LogMembership, MembershipConfig};
+use crate::kafka::{self, GroupConfig, KafkaLog, Membership, MembershipEvent};
 use crate::partitioner::partition_for_key;
 use crate::record::{Record, StoredRecord};
 use crate::topic::{Topic, TopicLayout};
@@ -99,18 +98,14 @@ impl EventLog {
     }
 
     /// This node's share of the `commands` partitions, as it changes. Embedded: all
-    /// of them, for good (one process). Kafka: as `how` decides among the live nodes.
-    pub fn membership(&self, how: MembershipKind) -> Result<PartitionMembership, LogError> {
-        match (self, how) {
-            (EventLog::Embedded(l), _) => {
+    /// of them, for good (one process). Kafka: as the consumer group `group` assigns
+    /// them among the live command nodes.
+    pub fn membership(&self, group: &GroupConfig) -> Result<PartitionMembership, LogError> {
+        match self {
+            EventLog::Embedded(l) => {
                 Ok(PartitionMembership::Fixed(Some((0..l.layout().partitions).map(Partition).collect())))
             }
-            (EventLog::Kafka(_), MembershipKind::Log { node, member, config }) => {
-                Ok(PartitionMembership::Log(LogMembership::join(self.clone(), node, member, config)))
-            }
-            (EventLog::Kafka(l), MembershipKind::KafkaGroup { group }) => {
-                Ok(PartitionMembership::Group(l.membership(&group)?))
-            }
+            EventLog::Kafka(l) => Ok(PartitionMembership::Group(l.membership(group)?)),
         }
     }
 
@@ -173,20 +168,9 @@ impl LogReader {
     }
 }
 
-/// How command nodes share the partitions on Kafka.
-#[derive(Clone, Debug)]
-pub enum MembershipKind {
-    /// Heartbeats in the `members` topic (the default; any Kafka-API broker).
-    Log { node: String, member: String, config: MembershipConfig },
-    /// A Kafka consumer group over `commands` (needs a broker whose group coordinator
-    /// reassigns an expired member's partitions).
-    KafkaGroup { group: String },
-}
-
 /// See [`EventLog::membership`].
 pub enum PartitionMembership {
     Fixed(Option<Vec<Partition>>),
-    Log(LogMembership),
     Group(Membership),
 }
 
@@ -195,7 +179,6 @@ impl PartitionMembership {
     pub async fn next(&mut self) -> Option<MembershipEvent> {
         match self {
             PartitionMembership::Fixed(all) => all.take().map(MembershipEvent::Assigned),
-            PartitionMembership::Log(m) => m.next().await,
             PartitionMembership::Group(m) => m.next().await,
         }
     }

@@ -13,13 +13,10 @@ pub enum Topic {
     Replay,
     /// Records that could not be decoded or processed, with the reason.
     Dlq,
-    /// Heartbeats of the command nodes, from which they share the partitions.
-    Members,
 }
 
 impl Topic {
-    pub const ALL: [Topic; 6] =
-        [Topic::Commands, Topic::Events, Topic::Results, Topic::Replay, Topic::Dlq, Topic::Members];
+    pub const ALL: [Topic; 5] = [Topic::Commands, Topic::Events, Topic::Results, Topic::Replay, Topic::Dlq];
 
     pub fn suffix(self) -> &'static str {
         match self {
@@ -28,7 +25,6 @@ impl Topic {
             Topic::Results => "results",
             Topic::Replay => "replay",
             Topic::Dlq => "dlq",
-            Topic::Members => "members",
         }
     }
 
@@ -77,8 +73,8 @@ pub struct TopicLayout {
 impl TopicLayout {
     pub fn partitions(&self, topic: Topic) -> u32 {
         match topic {
-            // One partition keeps rebuild requests (and heartbeats) in one order for every node.
-            Topic::Replay | Topic::Members => 1,
+            // One partition keeps rebuild requests in one order for every node.
+            Topic::Replay => 1,
             _ => self.partitions,
         }
     }

@@ -1,4 +1,4 @@
-//! The Kafka backend against a real Kafka-API broker (scripts/kafka.sh: Tansu).
+//! The Kafka backend against a real Apache Kafka broker (scripts/kafka.sh).
 //!
 //! Uses `STOCKROOM_KAFKA` if set, else starts the local broker with scripts/kafka.sh.
 //! Every test uses its own topic prefix, so tests and runs do not see each other.
@@ -7,9 +7,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use stockroom_topics::kafka::{KafkaConfig, KafkaLog, MembershipEvent, TopicSettings, create_topics};
-use stockroom_topics::{
-    EventLog, Headers, MembershipConfig, MembershipKind, Offset, Partition, Record, Topic, TopicNames,
-};
+use stockroom_topics::{EventLog, GroupConfig, Headers, Offset, Partition, Record, Topic, TopicNames};
 
 fn bootstrap() -> String {
     if let Ok(b) = std::env::var("STOCKROOM_KAFKA") {
@@ -93,7 +91,7 @@ async fn topics_create_is_idempotent_and_refuses_skewed_topics() {
     let cfg = config(&prefix);
     let settings = TopicSettings { partitions: 4, replication: 1, extra: vec![] };
     let (layout, created) = create_topics(&cfg, &settings).await.unwrap();
-    assert_eq!((layout.partitions, created.len()), (4, 6));
+    assert_eq!((layout.partitions, created.len()), (4, 5));
     // Again: nothing to create, and the existing count wins over the asked one.
     let (layout, created) = create_topics(&cfg, &TopicSettings { partitions: 9, ..settings.clone() }).await.unwrap();
     assert_eq!((layout.partitions, created.len()), (4, 0));
@@ -128,18 +126,16 @@ async fn owned(m: &mut stockroom_topics::PartitionMembership, mine: &mut BTreeSe
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consumer_group_shares_the_command_partitions() {
-    // Join and leave; Tansu 0.6.0 does not reassign after a session expiry (see
-    // stockroom_topics::members), which is why the log membership is the default.
     let prefix = prefix("group");
     let log = log(&prefix, 4).await;
-    let group = format!("{prefix}-processors");
-    let mut a = log.membership(MembershipKind::KafkaGroup { group: group.clone() }).unwrap();
+    let group = GroupConfig::new(format!("{prefix}-processors"));
+    let mut a = log.membership(&group).unwrap();
     assert!(!a.reclaims_when_fenced());
     let (mut mine_a, mut mine_b) = (BTreeSet::new(), BTreeSet::new());
     owned(&mut a, &mut mine_a, Duration::from_secs(12)).await;
     assert_eq!(mine_a, BTreeSet::from([0, 1, 2, 3]), "a single member owns everything");
 
-    let mut b = log.membership(MembershipKind::KafkaGroup { group: group.clone() }).unwrap();
+    let mut b = log.membership(&group).unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     while !(mine_a.len() == 2 && mine_b.len() == 2) && Instant::now() < deadline {
         tokio::select! {
@@ -150,33 +146,56 @@ async fn a_consumer_group_shares_the_command_partitions() {
     assert_eq!(mine_a.len() + mine_b.len(), 4, "a={mine_a:?} b={mine_b:?}");
     assert!(mine_a.is_disjoint(&mine_b), "a={mine_a:?} b={mine_b:?}");
 
+    // A dynamic member that leaves hands its partitions over without waiting for
+    // its session to expire.
+    let left = Instant::now();
     drop(b);
     let deadline = Instant::now() + Duration::from_secs(60);
     while mine_a.len() < 4 && Instant::now() < deadline {
         owned(&mut a, &mut mine_a, Duration::from_secs(1)).await;
     }
     assert_eq!(mine_a, BTreeSet::from([0, 1, 2, 3]), "the partitions of a member that left come back");
+    assert!(left.elapsed() < group.session, "handed over on leave, not on expiry: {:?}", left.elapsed());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn log_membership_shares_partitions_and_hands_them_over_on_leave() {
-    let prefix = prefix("members");
+async fn a_static_member_gets_its_partitions_back_and_a_silent_one_loses_them() {
+    let prefix = prefix("static");
     let log = log(&prefix, 4).await;
-    let config = MembershipConfig { heartbeat: Duration::from_millis(200), session: Duration::from_secs(2) };
-    let kind = |m: &str| MembershipKind::Log { node: m.to_owned(), member: m.to_owned(), config: config.clone() };
-    let mut a = log.membership(kind("a")).unwrap();
+    let session = Duration::from_secs(6);
+    let member =
+        |name: &str| GroupConfig { group: format!("{prefix}-processors"), instance: Some(name.to_owned()), session };
+    let mut a = log.membership(&member("a")).unwrap();
+    let mut b = log.membership(&member("b")).unwrap();
     let (mut mine_a, mut mine_b) = (BTreeSet::new(), BTreeSet::new());
-    owned(&mut a, &mut mine_a, Duration::from_secs(3)).await;
-    assert_eq!(mine_a, BTreeSet::from([0, 1, 2, 3]));
-    let mut b = log.membership(kind("b")).unwrap();
-    tokio::join!(
-        owned(&mut a, &mut mine_a, Duration::from_secs(3)),
-        owned(&mut b, &mut mine_b, Duration::from_secs(3))
-    );
-    assert_eq!((mine_a.clone(), mine_b.clone()), (BTreeSet::from([0, 2]), BTreeSet::from([1, 3])));
-    // b leaves cleanly: a takes its partitions without waiting for the session.
-    // (A member that goes silent is covered by the kill -9 test of tests/cluster.rs.)
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !(mine_a.len() == 2 && mine_b.len() == 2) && Instant::now() < deadline {
+        tokio::select! {
+            _ = owned(&mut a, &mut mine_a, Duration::from_secs(1)) => {}
+            _ = owned(&mut b, &mut mine_b, Duration::from_secs(1)) => {}
+        }
+    }
+    assert_eq!((mine_a.len(), mine_b.len()), (2, 2), "a={mine_a:?} b={mine_b:?}");
+    let before = mine_b.clone();
+
+    // b restarts (same instance id) within its session: it gets the same partitions
+    // back and a keeps its own throughout — no rebalance of the others.
     drop(b);
-    owned(&mut a, &mut mine_a, Duration::from_millis(1500)).await;
-    assert_eq!(mine_a, BTreeSet::from([0, 1, 2, 3]));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut b = log.membership(&member("b")).unwrap();
+    let mut again = BTreeSet::new();
+    owned(&mut b, &mut again, Duration::from_secs(4)).await;
+    owned(&mut a, &mut mine_a, Duration::from_millis(100)).await;
+    assert_eq!(again, before, "the restarted static member owns what it owned");
+    assert_eq!(mine_a.len(), 2, "the other member kept its partitions: {mine_a:?}");
+
+    // b goes silent for good: after its session, its partitions move to a.
+    drop(b);
+    let gone = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while mine_a.len() < 4 && Instant::now() < deadline {
+        owned(&mut a, &mut mine_a, Duration::from_secs(1)).await;
+    }
+    assert_eq!(mine_a, BTreeSet::from([0, 1, 2, 3]), "a silent static member's partitions move");
+    assert!(gone.elapsed() >= session - Duration::from_secs(2), "moved on expiry: {:?}", gone.elapsed());
 }

@@ -223,7 +223,7 @@ impl Processor {
 }
 
 /// How long a fenced worker waits for its partition to be revoked before it takes it
-/// back (two sessions of the log membership).
+/// back (two sessions of the command group at its default timeout).
 const FENCED_RECLAIM_AFTER: Duration = Duration::from_secs(20);
 
 async fn supervise(shared: Arc<Shared>, partition: Partition, cancel: CancellationToken, reclaim: bool) {
@@ -252,9 +252,9 @@ async fn supervise(shared: Arc<Shared>, partition: Partition, cancel: Cancellati
             Err(ProcessorError::Fenced { by, .. }) if !reclaim => {
                 info!(partition = partition.0, by = ?by, "partition fenced by another node; waiting for the membership to move it");
                 shared.health.set(partition, PartitionState::Fenced);
-                // Normally the membership revokes the partition (cancel) within a
-                // heartbeat or two. If it still says it is ours long after, the other
-                // node has let go of it: claim it again.
+                // Normally the group revokes the partition (cancel) at its next
+                // rebalance. If it still says it is ours long after, the other node
+                // has let go of it: claim it again.
                 tokio::select! {
                     _ = cancel.cancelled() => break,
                     _ = tokio::time::sleep(FENCED_RECLAIM_AFTER) => continue,

@@ -21,26 +21,21 @@ pub struct TopicSettings {
     pub extra: Vec<(String, String)>,
 }
 
-/// `retention.ms` that never expires anything, on every broker we know of.
-const FOREVER_MS: &str = "9223372036854775807";
+/// `retention.ms` that never expires anything (Kafka's documented value).
+const FOREVER: &str = "-1";
 
 /// The configs of each topic. Anything not listed is the broker's default.
 fn configs(topic: Topic) -> &'static [(&'static str, &'static str)] {
     match topic {
         // The source of truth: kept forever, never compacted (compaction would drop
-        // history that rebuilds need). Forever is Long.MAX ms rather than Kafka's -1:
-        // the same on Kafka, and Tansu 0.6.0 reads -1 as "delete everything older
-        // than -1 ms" (measured: its delete policy emptied the topic and reset the
-        // offsets to 0).
-        Topic::Events => &[("cleanup.policy", "delete"), ("retention.ms", FOREVER_MS), ("retention.bytes", "-1")],
+        // history that rebuilds need).
+        Topic::Events => &[("cleanup.policy", "delete"), ("retention.ms", FOREVER), ("retention.bytes", "-1")],
         // Kept forever too: a rebuild request must not vanish before every node saw it.
-        Topic::Replay => &[("cleanup.policy", "delete"), ("retention.ms", FOREVER_MS), ("retention.bytes", "-1")],
+        Topic::Replay => &[("cleanup.policy", "delete"), ("retention.ms", FOREVER), ("retention.bytes", "-1")],
         // Dead letters wait for a person: 30 days.
         Topic::Dlq => &[("cleanup.policy", "delete"), ("retention.ms", "2592000000")],
         // Commands are only needed until processed; 7 days covers a long outage.
         Topic::Commands => &[("cleanup.policy", "delete"), ("retention.ms", "604800000")],
-        // Heartbeats matter for seconds; a day keeps them for debugging.
-        Topic::Members => &[("cleanup.policy", "delete"), ("retention.ms", "86400000")],
         // Outcomes matter while a request waits: 1 hour.
         Topic::Results => &[("cleanup.policy", "delete"), ("retention.ms", "3600000")],
     }
@@ -72,7 +67,7 @@ pub async fn create_topics(
         .iter()
         .zip(&topic_names)
         .map(|(&t, name)| {
-            let count = if matches!(t, Topic::Replay | Topic::Members) { 1 } else { partitions as i32 };
+            let count = if t == Topic::Replay { 1 } else { partitions as i32 };
             let mut nt = NewTopic::new(name, count, TopicReplication::Fixed(settings.replication));
             for (k, v) in configs(t) {
                 nt = nt.set(k, v);

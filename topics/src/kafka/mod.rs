@@ -7,19 +7,20 @@
 //! - **Reading**: a reader is a consumer with an explicit assignment (no group, no
 //!   committed offsets): the caller says which partitions from which offsets, from
 //!   its own checkpoint. Correctness never relies on group offsets.
-//! - **Sharing work**: [`Membership`] is a consumer group over `commands`, used only
-//!   to learn which partitions this node owns; it does not read them (it pauses
-//!   them), the partition workers do, each from its own stored offset.
+//! - **Sharing work**: [`Membership`] is Kafka's consumer group over `commands`
+//!   (cooperative, static members), used only to learn which partitions this node
+//!   owns; it does not read them (it pauses them), the partition workers do, each
+//!   from its own stored offset.
 //!
-//! Nothing here relies on broker transactions: the log fences writers itself
-//! (`crate::fence`), so this runs on any Kafka-API broker.
+//! Correctness does not rest on broker transactions: the log fences writers itself
+//! (`crate::fence`), so this stays safe on any Kafka-API broker.
 
 mod admin;
 mod membership;
 mod reader;
 
 pub use admin::{TopicSettings, create_topics};
-pub use membership::{Membership, MembershipEvent};
+pub use membership::{GroupConfig, Membership, MembershipEvent};
 pub use reader::Reader;
 
 use std::path::Path;
@@ -240,8 +241,8 @@ impl KafkaLog {
         Reader::new(&self.config, &self.config.names.name(topic), from)
     }
 
-    /// Joins the consumer group `group` over `commands`, to share its partitions.
-    pub fn membership(&self, group: &str) -> Result<Membership, LogError> {
+    /// Joins the consumer group of `group` over `commands`, to share its partitions.
+    pub fn membership(&self, group: &GroupConfig) -> Result<Membership, LogError> {
         Membership::join(&self.config, group, &self.config.names.name(Topic::Commands))
     }
 
@@ -297,10 +298,8 @@ fn layout_of(names: &TopicNames, counts: &[(Topic, Option<u32>)]) -> Result<Topi
             )));
         }
     }
-    for t in [Topic::Replay, Topic::Members] {
-        if count(t) != 1 {
-            return Err(LogError::Other(format!("{} must have exactly 1 partition", names.name(t))));
-        }
+    if count(Topic::Replay) != 1 {
+        return Err(LogError::Other(format!("{} must have exactly 1 partition", names.name(Topic::Replay))));
     }
     Ok(TopicLayout { names: names.clone(), partitions })
 }
@@ -312,12 +311,8 @@ mod tests {
     #[test]
     fn layouts_must_be_complete_and_co_partitioned() {
         let names = TopicNames::default();
-        let all = |n: u32| {
-            Topic::ALL
-                .iter()
-                .map(|&t| (t, Some(if matches!(t, Topic::Replay | Topic::Members) { 1 } else { n })))
-                .collect::<Vec<_>>()
-        };
+        let all =
+            |n: u32| Topic::ALL.iter().map(|&t| (t, Some(if t == Topic::Replay { 1 } else { n }))).collect::<Vec<_>>();
         assert_eq!(layout_of(&names, &all(6)).unwrap().partitions, 6);
         let mut missing = all(6);
         missing[0].1 = None;
