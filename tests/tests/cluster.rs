@@ -3,7 +3,7 @@
 //! the broker, and one restarts it. (Kafka's own console consumer reading the events
 //! is in kafka_tools.rs.)
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
