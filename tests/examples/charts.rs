@@ -17,7 +17,7 @@ use serde_json::Value;
 const SERIES: &[(&str, &str, RGBColor)] = &[
     ("write_embedded", "Stockroom, embedded", RGBColor(31, 119, 180)),
     ("write_postgres", "PostgreSQL design", RGBColor(214, 39, 40)),
-    ("write_kafka", "Stockroom, Kafka (Tansu)", RGBColor(44, 160, 44)),
+    ("write_kafka", "Stockroom, Apache Kafka", RGBColor(44, 160, 44)),
 ];
 
 fn load(dir: &Path, name: &str) -> Option<Value> {

@@ -21,9 +21,11 @@
 //! Every latency goes into an HDR histogram. With `--rate R` the clients share a
 //! fixed schedule of R operations per second and a latency is measured from the
 //! operation's scheduled start (no coordinated omission); `--rate 0` is closed loop.
-//! CPU-seconds per 1,000 commands are read from /proc for the server's processes.
-//! `--freshness` (Stockroom only) also measures, throughout the run, the time from an
-//! accepted write to its visibility in search.
+//! CPU-seconds per 1,000 commands are read from /proc for the server's processes (all
+//! of them together, and each of `--cpu-pids` on its own, in the order given).
+//! `--freshness` (Stockroom only) also measures, throughout the run, the time from a
+//! write to its visibility in search, counted from sending the write's request (and,
+//! beside it, from its acknowledgement).
 //!
 //! Prints a summary, and last one JSON line with every number (latencies in ms).
 
@@ -357,15 +359,23 @@ fn rng_sku(id: usize, n: u64, products: u64) -> u64 {
     r.below(products)
 }
 
+/// Write -> searchable, measured two ways: from sending the write (what a user who
+/// writes and then searches waits) and from its acknowledgement.
+struct Freshness {
+    from_request: Histogram<u64>,
+    from_ack: Histogram<u64>,
+}
+
 /// Registers a product with a unique word, then polls search until it is found.
-async fn freshness_loop(base: String, run: u64, started: Instant, seconds: u64) -> Histogram<u64> {
+async fn freshness_loop(base: String, run: u64, started: Instant, seconds: u64) -> Freshness {
     let client = reqwest::Client::new();
-    let mut h = histogram();
+    let (mut from_request, mut from_ack) = (histogram(), histogram());
     let mut i = 0;
     while started.elapsed() < Duration::from_secs(seconds) {
         let word = format!("fz{run}x{i}");
         let body = json!({"sku": format!("F{run}-{i}"), "name": format!("Probe {word}"), "price_cents": 1});
         i += 1;
+        let sent = Instant::now();
         let Ok(r) = client.post(format!("{base}/products")).json(&body).send().await else { continue };
         if r.status().as_u16() != 201 {
             continue;
@@ -377,7 +387,8 @@ async fn freshness_loop(base: String, run: u64, started: Instant, seconds: u64) 
                 Err(_) => Value::Null,
             };
             if found["total"] == 1 {
-                h.saturating_record(accepted.elapsed().as_micros().max(1) as u64);
+                from_request.saturating_record(sent.elapsed().as_micros().max(1) as u64);
+                from_ack.saturating_record(accepted.elapsed().as_micros().max(1) as u64);
                 break;
             }
             if accepted.elapsed() > Duration::from_secs(30) {
@@ -388,7 +399,7 @@ async fn freshness_loop(base: String, run: u64, started: Instant, seconds: u64) 
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    h
+    Freshness { from_request, from_ack }
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -434,6 +445,7 @@ async fn main() {
         None => args.cpu_pids.clone(),
     };
     let cpu_before = cpu_seconds(&pids);
+    let cpu_each_before: Vec<f64> = args.cpu_pids.iter().map(|p| cpu_seconds(&[*p])).collect();
     let started = Instant::now();
     let totals = Arc::new(Mutex::new(Totals {
         commands: histogram(),
@@ -458,6 +470,8 @@ async fn main() {
         Some(comm) => cpu_seconds(&pids_named(comm)),
         None => cpu_seconds(&pids),
     };
+    let cpu_each: Vec<f64> =
+        args.cpu_pids.iter().zip(&cpu_each_before).map(|(p, before)| cpu_seconds(&[*p]) - before).collect();
     let fresh = match freshness {
         Some(f) => Some(f.await.expect("freshness")),
         None => None,
@@ -497,12 +511,30 @@ async fn main() {
         "searches": t.searches.len(), "searches_per_s": t.searches.len() as f64 / elapsed,
         "search_p50_ms": ms(&t.searches, 0.5), "search_p99_ms": ms(&t.searches, 0.99),
         "cpu_s_per_1000_commands": cpu_per_1000,
+        // Each of --cpu-pids on its own, in the order given.
+        "cpu_s_per_1000_commands_each": cpu_each.iter()
+            .map(|s| if commands == 0 { Value::Null } else { json!(s * 1_000.0 / commands as f64) })
+            .collect::<Vec<_>>(),
         "per_second": t.per_second,
         // The latency distribution: (percentile, ms) pairs, for charts.
         "distribution": distribution,
     });
     if let Some(f) = fresh {
-        out["freshness"] = json!({"samples": f.len(), "p50_ms": ms(&f, 0.5), "p99_ms": ms(&f, 0.99), "max_ms": f.max() as f64 / 1_000.0});
+        let (r, a) = (&f.from_request, &f.from_ack);
+        eprintln!(
+            "[{}] write -> searchable, {} samples: from the request p50 {:.2} ms p99 {:.2} ms; \
+             from the acknowledgement p50 {:.2} ms p99 {:.2} ms",
+            args.label,
+            r.len(),
+            ms(r, 0.5),
+            ms(r, 0.99),
+            ms(a, 0.5),
+            ms(a, 0.99)
+        );
+        // p50_ms/p99_ms/max_ms count from the request; after_ack_* from the acknowledgement.
+        out["freshness"] = json!({"samples": r.len(), "p50_ms": ms(r, 0.5), "p99_ms": ms(r, 0.99),
+            "max_ms": r.max() as f64 / 1_000.0, "after_ack_p50_ms": ms(a, 0.5), "after_ack_p99_ms": ms(a, 0.99),
+            "after_ack_max_ms": a.max() as f64 / 1_000.0});
     }
     println!("{out}");
     assert_eq!(t.errors, 0, "some operations failed");
