@@ -218,8 +218,17 @@ impl Server {
         let stderr = child.stderr.take().expect("piped stderr");
         let (tx, rx) = mpsc::channel();
         let tx = Mutex::new(Some(tx));
+        // The start of its log, to tell why a node that never listened went away.
+        let early = std::sync::Arc::new(Mutex::new(Vec::<String>::new()));
+        let early_lines = early.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                {
+                    let mut early = early_lines.lock().unwrap_or_else(|e| e.into_inner());
+                    if early.len() < 50 {
+                        early.push(line.clone());
+                    }
+                }
                 if let Some(addr) = listening_addr(&line)
                     && let Some(tx) = tx.lock().unwrap_or_else(|e| e.into_inner()).take()
                 {
@@ -235,7 +244,11 @@ impl Server {
             Err(_) => {
                 let _ = child.kill();
                 let status = child.wait().ok();
-                return Err(format!("stockroom did not report a listening address (exit status {status:?})"));
+                std::thread::sleep(Duration::from_millis(100));
+                let log = early.lock().unwrap_or_else(|e| e.into_inner()).join("\n");
+                return Err(format!(
+                    "stockroom did not report a listening address (exit status {status:?}); its log:\n{log}"
+                ));
             }
         };
         let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("http client");

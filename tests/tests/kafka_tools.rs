@@ -24,11 +24,8 @@ impl Printed {
 fn parse(line: &str) -> Printed {
     let mut parts = line.splitn(3, '\t');
     let (headers, key, value) = (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap());
-    let headers = headers
-        .split(';')
-        .filter_map(|h| h.split_once(':'))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
+    let headers =
+        headers.split(';').filter_map(|h| h.split_once(':')).map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
     Printed { headers, key: key.to_owned(), value: value.to_owned() }
 }
 

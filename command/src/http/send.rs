@@ -9,10 +9,10 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use stockroom_domain::{CommandId, Timestamp};
 use stockroom_topics::{POSITION_HEADER, time};
-use tracing::warn;
+use tracing::{error, warn};
 
 use super::problem::Problem;
-use crate::client::{CommandClient, Submitted};
+use crate::client::{CommandClient, SubmitError, Submitted};
 use crate::protocol::{CommandRecord, Outcome, Target};
 
 /// What the HTTP handlers share.
@@ -104,6 +104,17 @@ impl CommandApi {
         match self.client.submit(cmd, correlation_id, self.write_timeout).await {
             Ok(Submitted::Done(outcome)) => respond(&id, outcome, success),
             Ok(Submitted::Pending) => pending(&id),
+            Err(SubmitError::Log(e)) if !e.is_retryable() => {
+                // Retrying will not help (refused authorisation, a record too large):
+                // say so, rather than inviting the client to retry for ever.
+                error!(error = %e, command_id = %id, "the event log refused the command");
+                Problem::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    format!("the event log refused the command: {e}"),
+                )
+                .into_response()
+            }
             Err(e) => {
                 warn!(error = %e, command_id = %id, "could not send command");
                 Problem::unavailable("the event log is not reachable; retry with the same Idempotency-Key")

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::BaseConsumer;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::types::RDKafkaErrorCode;
 
 use super::{KafkaConfig, kafka, layout_of, partition_counts};
@@ -39,6 +39,17 @@ fn configs(topic: Topic) -> &'static [(&'static str, &'static str)] {
         // Outcomes matter while a request waits: 1 hour.
         Topic::Results => &[("cleanup.policy", "delete"), ("retention.ms", "3600000")],
     }
+}
+
+/// Whether every partition of every Stockroom topic has a leader.
+fn all_led(consumer: &BaseConsumer, names: &crate::topic::TopicNames) -> Result<bool, LogError> {
+    let metadata = consumer.fetch_metadata(None, Duration::from_secs(10)).map_err(kafka)?;
+    let ours: Vec<String> = Topic::ALL.iter().map(|&t| names.name(t)).collect();
+    Ok(metadata
+        .topics()
+        .iter()
+        .filter(|t| ours.iter().any(|n| n == t.name()))
+        .all(|t| t.error().is_none() && t.partitions().iter().all(|p| p.leader() >= 0 && p.error().is_none())))
 }
 
 /// Creates every missing topic; checks the existing ones are co-partitioned.
@@ -84,7 +95,7 @@ pub async fn create_topics(
         for r in results {
             match r {
                 Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                Err((name, code)) => return Err(LogError::Kafka(format!("creating {name}: {code}"))),
+                Err((name, code)) => return Err(LogError::Other(format!("creating {name}: {code}"))),
             }
         }
     }
@@ -93,11 +104,17 @@ pub async fn create_topics(
     loop {
         let meta: BaseConsumer = config.assigned_consumer("admin-meta").create().map_err(kafka)?;
         let names2 = names.clone();
-        let counts = tokio::task::spawn_blocking(move || partition_counts(&meta, &names2))
-            .await
-            .map_err(|e| LogError::Other(e.to_string()))??;
+        let (counts, led) = tokio::task::spawn_blocking(move || {
+            Ok::<_, LogError>((partition_counts(&meta, &names2)?, all_led(&meta, &names2)?))
+        })
+        .await
+        .map_err(|e| LogError::Other(e.to_string()))??;
         match layout_of(&names, &counts) {
-            Ok(layout) => return Ok((layout, topic_names)),
+            // Done once every partition has a leader: a node started right after
+            // must not find a partition it cannot read or write yet.
+            Ok(layout) if led => return Ok((layout, topic_names)),
+            Ok(_) if std::time::Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(200)).await,
+            Ok(_) => return Err(LogError::Other("the new topics' partitions got no leader within 30 s".into())),
             // New topics take a moment to appear in the metadata.
             Err(_) if counts.iter().any(|(_, c)| c.is_none()) && std::time::Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(200)).await;

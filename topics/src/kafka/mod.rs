@@ -225,16 +225,27 @@ impl KafkaLog {
         Ok(self.watermarks(topic, partition).await?.0)
     }
 
+    /// Retries while the partition has no leader (just created, or its leader is
+    /// moving), up to [`ADMIN_TIMEOUT`].
     async fn watermarks(&self, topic: Topic, partition: Partition) -> Result<(Offset, Offset), LogError> {
-        let name = self.config.names.name(topic);
-        let meta = self.meta.clone();
-        // librdkafka's call blocks; keep it off the async workers.
-        tokio::task::spawn_blocking(move || {
-            let (lo, hi) = meta.fetch_watermarks(&name, partition.0 as i32, ADMIN_TIMEOUT).map_err(kafka)?;
-            Ok((Offset(lo.max(0) as u64), Offset(hi.max(0) as u64)))
-        })
-        .await
-        .map_err(|e| LogError::Other(e.to_string()))?
+        let deadline = std::time::Instant::now() + ADMIN_TIMEOUT;
+        loop {
+            let name = self.config.names.name(topic);
+            let meta = self.meta.clone();
+            // librdkafka's call blocks; keep it off the async workers.
+            let result = tokio::task::spawn_blocking(move || {
+                let (lo, hi) = meta.fetch_watermarks(&name, partition.0 as i32, ADMIN_TIMEOUT).map_err(kafka)?;
+                Ok((Offset(lo.max(0) as u64), Offset(hi.max(0) as u64)))
+            })
+            .await
+            .map_err(|e| LogError::Other(e.to_string()))?;
+            match result {
+                Err(e) if leaderless(&e) && std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                other => return other,
+            }
+        }
     }
 
     pub fn reader(&self, topic: Topic, from: &[(Partition, Offset)]) -> Result<Reader, LogError> {
@@ -256,8 +267,18 @@ impl KafkaLog {
     }
 }
 
+/// The partition has no leader that answers yet: new, or its leader is moving.
+fn leaderless(e: &LogError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    let LogError::Kafka(e) = e else { return false };
+    matches!(
+        e.rdkafka_error_code(),
+        Some(C::NotLeaderForPartition | C::LeaderNotAvailable | C::UnknownTopicOrPartition | C::NotCoordinator)
+    )
+}
+
 pub(crate) fn kafka(e: rdkafka::error::KafkaError) -> LogError {
-    LogError::Kafka(e.to_string())
+    LogError::Kafka(e)
 }
 
 /// Partition count of each Stockroom topic that exists.
