@@ -103,6 +103,7 @@ pub async fn serve(args: ServeArgs, role: Role) -> anyhow::Result<()> {
         );
         processor.follow(log.membership(&args.group_config())?, &tracker, cancel.clone());
         let client = CommandClient::start(log.clone(), args.node_id(), &tracker, cancel.clone()).await?;
+        processor.answer_locally(client.clone());
         router = router.merge(stockroom_command::router(CommandApi { client, write_timeout: args.write_timeout }));
         spec.merge(stockroom_command::CommandApiDoc::openapi());
         let health = processor.health();

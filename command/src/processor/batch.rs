@@ -143,11 +143,16 @@ impl Worker {
         }
 
         let mut failure = None;
+        let mut own = None;
         let end = if appends.is_empty() {
             self.meta.events_next
         } else {
+            let appended = appends.clone();
             match log_of(self).append(Topic::Events, self.partition, appends).await {
-                Ok(offsets) => offsets.last().map_or(self.meta.events_next, |o| Offset(o.0 + 1)),
+                Ok(offsets) => {
+                    own = self.contiguous(&offsets).then(|| self.stored(appended, &offsets));
+                    offsets.last().map_or(self.meta.events_next, |o| Offset(o.0 + 1))
+                }
                 Err(e) => {
                     // The outcome is unknown: fold what the log has and answer from it.
                     warn!(partition = self.partition.0, error = %e, "append failed; answering from the log");
@@ -157,7 +162,10 @@ impl Worker {
                 }
             }
         };
-        self.catch_up_to(end, extras, commands_next).await?;
+        match own {
+            Some(records) => self.fold_appended(records, extras, commands_next).await?,
+            None => self.catch_up_to(end, extras, commands_next).await?,
+        }
 
         let owner = self.is_owner();
         let mut answers: Vec<Option<Outcome>> = Vec::with_capacity(pending.len());

@@ -113,6 +113,9 @@ pub(crate) struct Shared {
     /// CloudEvents `source` of what this node writes.
     pub source: String,
     pub health: Arc<ProcessorHealth>,
+    /// The write API of this process, if it has one: outcomes of commands sent
+    /// through it are handed over directly rather than through `results`.
+    pub local_api: std::sync::OnceLock<crate::client::CommandClient>,
     /// One per partition, held by the partition's worker while it runs: a worker
     /// for a reassigned partition waits until the previous one has stopped, so two
     /// workers of this node never write the same partition store.
@@ -142,6 +145,7 @@ impl Processor {
             owner,
             source,
             health: Arc::new(ProcessorHealth::default()),
+            local_api: std::sync::OnceLock::new(),
             running: Mutex::new(HashMap::new()),
         };
         Processor { shared: Arc::new(shared) }
@@ -150,6 +154,12 @@ impl Processor {
     /// This start's writer name (node id plus a random suffix).
     pub fn owner(&self) -> &str {
         &self.shared.owner
+    }
+
+    /// Answers commands that came through `client` (this process's write API)
+    /// directly, without a round trip through `results`.
+    pub fn answer_locally(&self, client: crate::client::CommandClient) {
+        let _ = self.shared.local_api.set(client);
     }
 
     pub fn health(&self) -> Arc<ProcessorHealth> {

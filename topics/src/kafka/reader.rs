@@ -23,19 +23,27 @@ pub struct Reader {
     /// after a seek or a reconnect) are dropped, so each offset is returned once.
     next: BTreeMap<Partition, Offset>,
     paused: bool,
+    /// A seek made while paused: assign from `next` when reading resumes.
+    reassign: bool,
 }
 
 impl Reader {
     pub(super) fn new(config: &KafkaConfig, topic: &str, from: &[(Partition, Offset)]) -> Result<Reader, LogError> {
         let consumer: StreamConsumer = config.assigned_consumer("reader").create().map_err(kafka)?;
-        let mut reader =
-            Reader { consumer, topic: topic.to_owned(), next: from.iter().copied().collect(), paused: false };
+        let mut reader = Reader {
+            consumer,
+            topic: topic.to_owned(),
+            next: from.iter().copied().collect(),
+            paused: false,
+            reassign: false,
+        };
         reader.assign()?;
         Ok(reader)
     }
 
     fn assign(&mut self) -> Result<(), LogError> {
         self.paused = false;
+        self.reassign = false;
         let mut tpl = TopicPartitionList::new();
         for (p, o) in &self.next {
             tpl.add_partition_offset(&self.topic, p.0 as i32, rdkafka::Offset::Offset(o.0 as i64)).map_err(kafka)?;
@@ -44,6 +52,9 @@ impl Reader {
     }
 
     pub async fn poll(&mut self, max: usize, wait: Duration) -> Result<Vec<StoredRecord>, LogError> {
+        if self.reassign {
+            self.assign()?;
+        }
         let deadline = Instant::now() + wait;
         let mut out = Vec::new();
         while out.len() < max {
@@ -90,9 +101,16 @@ impl Reader {
         Ok(out)
     }
 
+    /// Reads `partition` from `offset` next. While paused, the new assignment waits
+    /// for [`Reader::resume`] (a paused reader that is moved on costs nothing).
     pub fn seek(&mut self, partition: Partition, offset: Offset) -> Result<(), LogError> {
         self.next.insert(partition, offset);
-        self.assign()
+        if self.paused {
+            self.reassign = true;
+            Ok(())
+        } else {
+            self.assign()
+        }
     }
 
     /// Stops fetching until [`Reader::resume`]: an idle reader then costs the broker
@@ -107,6 +125,9 @@ impl Reader {
     }
 
     pub fn resume(&mut self) -> Result<(), LogError> {
+        if self.reassign {
+            return self.assign();
+        }
         if self.paused {
             self.consumer.resume(&self.partitions()?).map_err(kafka)?;
             self.paused = false;
