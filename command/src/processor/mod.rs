@@ -28,9 +28,14 @@
 //!    offset — the log, not its own memory, is what it applies — together with the
 //!    new offsets and the outcomes of rejected commands, in one atomic sled batch.
 //!    A command counts as accepted only if its events were folded: behind no newer
-//!    fence, at the product's version + 1. *Crash here:* the store loses at most its
-//!    unflushed batches and folds them again.
-//! 6. **Answers** on `results`; the API node holding the HTTP request replies.
+//!    fence, at the product's version + 1. When the append's offsets start exactly
+//!    where the fold stands and have no gap, nothing else can be in between, so the
+//!    worker folds the records it appended without fetching them (the same bytes,
+//!    one round trip sooner); any other offsets mean someone else wrote, and it reads
+//!    back. *Crash here:* the store loses at most its unflushed batches and folds
+//!    them again.
+//! 6. **Answers** on `results`; the API node holding the HTTP request replies (a
+//!    request that came through this process's own API is answered directly).
 //!    *Crash here:* the client times out and retries with its idempotency key; the
 //!    retry finds the command applied and gets the original answer.
 //!
