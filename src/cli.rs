@@ -100,9 +100,10 @@ pub struct LogExportArgs {
     pub data_dir: PathBuf,
     #[command(flatten)]
     pub kafka: KafkaArgs,
-    /// Replication factor of topics this creates.
-    #[arg(long, default_value_t = 1)]
-    pub replication: i32,
+    /// Replication factor of topics this creates (default: the broker's
+    /// `default.replication.factor`).
+    #[arg(long)]
+    pub replication: Option<i32>,
     /// Append even into topics that hold records that are not a copy of this log.
     #[arg(long)]
     pub force: bool,
@@ -166,9 +167,11 @@ pub struct TopicsCreateArgs {
     /// good: the SKU → partition mapping depends on it.
     #[arg(long, env = "STOCKROOM_PARTITIONS", default_value_t = 8)]
     pub partitions: u32,
-    /// Replication factor: 1 for a local broker, 3 in production.
-    #[arg(long, default_value_t = 1)]
-    pub replication: i32,
+    /// Replication factor: 3 in production (default: the broker's
+    /// `default.replication.factor`; 1 on scripts/kafka.sh's single broker, 3 on its
+    /// three-node cluster, whose `min.insync.replicas` is 2).
+    #[arg(long)]
+    pub replication: Option<i32>,
     /// Extra topic config for every topic, `key=value` (repeatable), e.g. `min.insync.replicas=2`.
     #[arg(long = "topic-config", value_parser = parse_key_value)]
     pub topic_config: Vec<(String, String)>,

@@ -16,7 +16,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(path) = args.get(1) {
         config = config.with_properties_file(std::path::Path::new(path))?;
     }
-    create_topics(&config, &TopicSettings { partitions: 1, replication: 1, extra: vec![] }).await?;
+    create_topics(&config, &TopicSettings { partitions: 1, replication: None, extra: vec![] }).await?;
     let log = EventLog::kafka(KafkaLog::connect(config).await?);
     let p = Partition(0);
     let mut reader = log.reader(Topic::Events, &[(p, log.end_offset(Topic::Events, p).await?)])?;

@@ -274,7 +274,7 @@ async fn main() -> Result<(), Error> {
         (None, Mode::PerTask) => "per_task",
         (None, Mode::Transactional) => "transactional",
     };
-    create_topics(&config, &TopicSettings { partitions: a.partitions, replication: 1, extra: vec![] }).await?;
+    create_topics(&config, &TopicSettings { partitions: a.partitions, replication: None, extra: vec![] }).await?;
     let topic = config.names.name(Topic::Events);
     let result = run(&a, &config, &topic, label).await;
     // Best effort: leave the shared broker as it was.

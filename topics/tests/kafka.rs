@@ -41,7 +41,7 @@ fn record(key: &str, payload: &str) -> Record {
 
 async fn log(prefix: &str, partitions: u32) -> EventLog {
     let cfg = config(prefix);
-    create_topics(&cfg, &TopicSettings { partitions, replication: 1, extra: vec![] }).await.unwrap();
+    create_topics(&cfg, &TopicSettings { partitions, replication: None, extra: vec![] }).await.unwrap();
     EventLog::kafka(KafkaLog::connect(cfg).await.unwrap())
 }
 
@@ -89,7 +89,7 @@ async fn append_then_read_back_in_order_with_headers() {
 async fn topics_create_is_idempotent_and_refuses_skewed_topics() {
     let prefix = prefix("create");
     let cfg = config(&prefix);
-    let settings = TopicSettings { partitions: 4, replication: 1, extra: vec![] };
+    let settings = TopicSettings { partitions: 4, replication: None, extra: vec![] };
     let (layout, created) = create_topics(&cfg, &settings).await.unwrap();
     assert_eq!((layout.partitions, created.len()), (4, 5));
     // Again: nothing to create, and the existing count wins over the asked one.

@@ -16,7 +16,7 @@ pub struct TopicSettings {
     /// Partitions of `commands`, `events`, `results` and `dlq`; `replay` has one.
     pub partitions: u32,
     /// 1 for a local broker; 3 in production (with `min.insync.replicas=2`).
-    pub replication: i32,
+    pub replication: Option<i32>,
     /// Extra topic configs applied to every topic (e.g. `min.insync.replicas=2`).
     pub extra: Vec<(String, String)>,
 }
@@ -79,7 +79,7 @@ pub async fn create_topics(
         .zip(&topic_names)
         .map(|(&t, name)| {
             let count = if t == Topic::Replay { 1 } else { partitions as i32 };
-            let mut nt = NewTopic::new(name, count, TopicReplication::Fixed(settings.replication));
+            let mut nt = NewTopic::new(name, count, TopicReplication::Fixed(settings.replication.unwrap_or(-1)));
             for (k, v) in configs(t) {
                 nt = nt.set(k, v);
             }
