@@ -5,6 +5,8 @@
 //! The binary is `$STOCKROOM_BIN` if set, else `target/<profile>/stockroom`, built
 //! once per test process with `cargo build` if it is missing or older than the tests.
 
+pub mod history;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -3,137 +3,14 @@
 //! the broker, and one restarts it. (Kafka's own console consumer reading the events
 //! is in kafka_tools.rs.)
 
-use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
+use stockroom_tests::history::{check_exactly_once, latest_position, record_ack, register, send, settle, writes};
 use stockroom_tests::{Answer, Backend, Server, data_dir};
 use tokio::sync::Mutex;
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::const_new(());
-
-fn product(sku: &str) -> Value {
-    json!({"sku": sku, "name": format!("Item {sku}"), "brand": "Acme", "category": "parts", "price_cents": 100})
-}
-
-/// A write a client keeps retrying, with its idempotency key, until it is answered
-/// with success, as a real client would after a 503, a 202 or a refused connection.
-struct Write {
-    sku: String,
-    key: String,
-    /// The version of the first success, and the position that came with it.
-    acked: Option<(u64, String)>,
-}
-
-async fn send(server: &Server, w: &Write) -> Option<Answer> {
-    let path = format!("/products/{}/stock/receipts", w.sku);
-    let req = server
-        .http
-        .post(server.url(&path))
-        .header("idempotency-key", &w.key)
-        .json(&json!({"quantity": 1}))
-        .timeout(Duration::from_secs(15));
-    let response = req.send().await.ok()?;
-    let status = response.status();
-    let headers = response.headers().clone();
-    let text = response.text().await.unwrap_or_default();
-    Some(Answer { status, headers, body: serde_json::from_str(&text).unwrap_or(Value::Null), text })
-}
-
-fn record_ack(w: &mut Write, a: &Answer) -> bool {
-    if a.status.as_u16() != 200 {
-        assert!(
-            matches!(a.status.as_u16(), 202 | 503),
-            "a retryable write got {} {} (sku {}, key {})",
-            a.status,
-            a.text,
-            w.sku,
-            w.key
-        );
-        return false;
-    }
-    let version = a.body["version"].as_u64().expect("version");
-    let position = a.body["position"].as_str().expect("position").to_owned();
-    match &w.acked {
-        // A retry of an acknowledged write answers the original outcome.
-        Some((v, _)) => assert_eq!(*v, version, "key {} was acknowledged at two versions", w.key),
-        None => w.acked = Some((version, position)),
-    }
-    true
-}
-
-/// Retries every write that has no success yet, on any of `servers`, until all have one.
-async fn settle(servers: &[&Server], writes: &mut [Write]) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let mut round = 0usize;
-    loop {
-        let mut open = 0;
-        for (i, w) in writes.iter_mut().enumerate() {
-            if w.acked.is_some() {
-                continue;
-            }
-            let server = servers[(i + round) % servers.len()];
-            match send(server, w).await {
-                Some(a) if record_ack(w, &a) => {}
-                _ => open += 1,
-            }
-        }
-        if open == 0 {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{open} writes never succeeded");
-        round += 1;
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
-/// Every success of every write is in the views exactly once: per product, the
-/// acknowledged versions are distinct and contiguous, and the view's version and
-/// stock count exactly the acknowledged writes.
-async fn check_exactly_once(query: &Server, writes: &[Write]) -> BTreeMap<String, Value> {
-    let mut by_sku: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
-    for w in writes {
-        by_sku.entry(&w.sku).or_default().push(w.acked.as_ref().expect("settled").0);
-    }
-    let position = latest_position(writes);
-    let mut views = BTreeMap::new();
-    for (sku, mut versions) in by_sku {
-        versions.sort();
-        let expected: Vec<u64> = (2..2 + versions.len() as u64).collect();
-        assert_eq!(versions, expected, "{sku}: two writes acknowledged at one version, or a version skipped");
-        let view = query.get_at(&format!("/products/{sku}"), &position).await.expect(200).body;
-        assert_eq!(view["version"], 1 + versions.len() as u64, "{sku}: {view}");
-        assert_eq!(view["stock"]["on_hand"], versions.len() as u64, "{sku}: {view}");
-        assert_eq!(view["stock"]["reserved"], 0);
-        views.insert(sku.to_owned(), view);
-    }
-    views
-}
-
-/// The union of the positions of all successes: a read at it sees all of them.
-fn latest_position(writes: &[Write]) -> String {
-    let mut max: BTreeMap<u32, u64> = BTreeMap::new();
-    for (_, position) in writes.iter().filter_map(|w| w.acked.as_ref()) {
-        for part in position.split(',').filter(|p| !p.is_empty()) {
-            let (p, o) = part.split_once(':').expect("p:o");
-            let e = max.entry(p.parse().unwrap()).or_default();
-            *e = (*e).max(o.parse().unwrap());
-        }
-    }
-    max.iter().map(|(p, o)| format!("{p}:{o}")).collect::<Vec<_>>().join(",")
-}
-
-fn writes(skus: &[String], per_sku: usize, tag: &str) -> Vec<Write> {
-    (0..per_sku)
-        .flat_map(|i| skus.iter().map(move |s| Write { sku: s.clone(), key: format!("{tag}-{s}-{i}"), acked: None }))
-        .collect()
-}
-
-async fn register(server: &Server, skus: &[String]) {
-    for sku in skus {
-        server.post("/products", product(sku)).await.expect(201);
-    }
-}
 
 fn signal(server: &Server, sig: &str) {
     let pid = server.pid().expect("running").to_string();
