@@ -2,7 +2,11 @@
 //!
 //! Clients issue a random mix of writes over HTTP (registrations with contended
 //! GTINs, receipts, reservations, confirms and releases) while the node is killed
-//! with SIGKILL and restarted at random moments. Every request has an
+//! with SIGKILL and restarted at random moments; on Kafka also the query node, and
+//! the broker: the single local broker restarted (`--broker-restarts`), or, on a
+//! three-broker cluster with replication factor 3 and `min.insync.replicas=2`
+//! (`--cluster`), the leader of a partition of `events` killed with SIGKILL and
+//! started again a few seconds later (`--broker-kills`). Every request has an
 //! `Idempotency-Key`; a request whose answer is lost (connection refused or reset,
 //! timeout, 5xx) is retried with the same key, as a careful client would, until it
 //! gets an answer or the run ends. Every outcome is recorded.
@@ -17,11 +21,20 @@
 //! - `unknown`: requests that never got an answer, and `retried`: those that got one
 //!   after at least one lost answer.
 //!
+//! For each broker kill it also measures the recovery: how long after the kill every
+//! partition had acknowledged a write sent after it.
+//!
 //! It prints one summary line and exits non-zero on any violation.
 //!
 //! ```text
-//! cargo run -p stockroom-tests --example chaos -- [--seconds 30] [--clients 8] [--kills 5] [--kafka]
+//! cargo run -p stockroom-tests --example chaos -- [--seconds 30] [--clients 8] [--kills 5]
+//!     [--kafka [--query-kills N] [--rebuilds N] [--broker-restarts N]] [--cluster [--broker-kills N]]
 //! ```
+//!
+//! `--kafka` uses `$STOCKROOM_KAFKA`, else the local broker of scripts/kafka.sh on
+//! 127.0.0.1:`$STOCKROOM_KAFKA_PORT` (9092), which it may restart. `--cluster` starts
+//! a fresh three-node cluster on `$STOCKROOM_CLUSTER_PORT` (19092) and stops it at
+//! the end.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,6 +43,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use stockroom_domain::product::ProductEventBody;
+use stockroom_tests::history::{Brokers, kafka_backend};
 use stockroom_tests::{Backend, Server, data_dir, gtin14};
 use stockroom_topics::events::{LogEntry, decode_entry, envelope_of};
 use stockroom_topics::kafka::{KafkaConfig, KafkaLog};
@@ -41,17 +55,31 @@ struct Args {
     kills: usize,
     /// Kafka: kills of the query node (on the embedded log one node does everything).
     query_kills: usize,
-    /// Kafka: restarts of the local broker.
+    /// Kafka: restarts of the local broker (with `--cluster`: of every node).
     broker_restarts: usize,
+    /// `--cluster`: kill -9 of the broker leading a partition of `events`, started
+    /// again a few seconds later.
+    broker_kills: usize,
     /// Rebuild requests (`POST /admin/replay`), each followed by a kill of the query
     /// node a moment later, so that kills land during rebuilds.
     rebuilds: usize,
     kafka: bool,
+    /// On a three-broker cluster (implies `kafka`).
+    cluster: bool,
 }
 
 fn args() -> Args {
-    let mut a =
-        Args { seconds: 30, clients: 8, kills: 5, query_kills: 0, broker_restarts: 0, rebuilds: 0, kafka: false };
+    let mut a = Args {
+        seconds: 30,
+        clients: 8,
+        kills: 5,
+        query_kills: 0,
+        broker_restarts: 0,
+        broker_kills: 0,
+        rebuilds: 0,
+        kafka: false,
+        cluster: false,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
@@ -61,8 +89,10 @@ fn args() -> Args {
             "--kills" => a.kills = value().parse().expect("--kills N"),
             "--query-kills" => a.query_kills = value().parse().expect("--query-kills N"),
             "--broker-restarts" => a.broker_restarts = value().parse().expect("--broker-restarts N"),
+            "--broker-kills" => a.broker_kills = value().parse().expect("--broker-kills N"),
             "--rebuilds" => a.rebuilds = value().parse().expect("--rebuilds N"),
             "--kafka" => a.kafka = true,
+            "--cluster" => (a.kafka, a.cluster) = (true, true),
             other => panic!("unknown flag {other}; see the header of tests/examples/chaos.rs"),
         }
     }
@@ -102,6 +132,16 @@ struct Op {
     outcome: Outcome,
     /// Answers lost before the definite one.
     retries: u32,
+    /// For a success: when its try was sent and answered, and the partition of
+    /// `events` its position names.
+    acked: Option<Ack>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Ack {
+    sent: Instant,
+    answered: Instant,
+    partition: Option<u32>,
 }
 
 /// Where the node currently listens (empty while it is down).
@@ -140,6 +180,7 @@ async fn client(id: usize, base: Base, stop: Arc<AtomicBool>, log: Arc<Mutex<Vec
             },
         };
         let mut retries = 0;
+        let mut acked = None;
         let outcome = loop {
             if stop.load(Ordering::Relaxed) {
                 break Outcome::Unknown;
@@ -149,6 +190,7 @@ async fn client(id: usize, base: Base, stop: Arc<AtomicBool>, log: Arc<Mutex<Vec
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
+            let sent_at = Instant::now();
             let sent = http.post(format!("{url}{path}")).header("idempotency-key", &key).json(&body).send().await;
             let answer = match sent {
                 Ok(r) => {
@@ -160,6 +202,9 @@ async fn client(id: usize, base: Base, stop: Arc<AtomicBool>, log: Arc<Mutex<Vec
             };
             match answer {
                 Some((200 | 201, body)) => {
+                    let partition =
+                        body["position"].as_str().and_then(|p| p.split(',').next()?.split_once(':')?.0.parse().ok());
+                    acked = Some(Ack { sent: sent_at, answered: Instant::now(), partition });
                     break Outcome::Ok { command_id: body["command_id"].as_str().unwrap_or_default().to_owned() };
                 }
                 Some((400..=499, _)) => break Outcome::Rejected,
@@ -170,7 +215,7 @@ async fn client(id: usize, base: Base, stop: Arc<AtomicBool>, log: Arc<Mutex<Vec
                 }
             }
         };
-        log.lock().unwrap().push(Op { outcome, retries });
+        log.lock().unwrap().push(Op { outcome, retries, acked });
     }
 }
 
@@ -268,6 +313,70 @@ async fn open_log(backend: &Backend, dir: &std::path::Path) -> EventLog {
     }
 }
 
+const KAFKA_SH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/kafka.sh");
+
+/// The single broker: `$STOCKROOM_KAFKA` (then this run will not restart it), else
+/// the local one of scripts/kafka.sh on `$STOCKROOM_KAFKA_PORT` (9092), started if it
+/// is not running; its port is returned with the topics.
+fn single_broker(prefix: &str) -> (Backend, Option<u16>) {
+    if let Ok(bootstrap) = std::env::var("STOCKROOM_KAFKA") {
+        return (kafka_backend(&bootstrap, prefix, 4, &[]), None);
+    }
+    let port: u16 = std::env::var("STOCKROOM_KAFKA_PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(9092);
+    let status = std::process::Command::new(KAFKA_SH).arg("start").status().expect("run kafka.sh");
+    assert!(status.success(), "scripts/kafka.sh start failed");
+    (kafka_backend(&format!("127.0.0.1:{port}"), prefix, 4, &[]), Some(port))
+}
+
+/// One broker kill of the cluster.
+struct BrokerKill {
+    node: u32,
+    /// The partitions of `events` it led.
+    led: Vec<u32>,
+    at: Instant,
+    /// How long it stayed dead.
+    down: Duration,
+    /// How long `scripts/kafka.sh start` took to bring it back.
+    restart: Duration,
+}
+
+/// Kills the leader of a random partition of `events` with -9, lets the clients
+/// write for 10-25 s without it (past the 9 s after which the controllers fence it
+/// and move its leaderships), and starts it again on its data.
+async fn kill_a_leader(cluster: &Brokers, prefix: &str, rng: &mut Rng) -> BrokerKill {
+    let topics = tokio::task::block_in_place(|| cluster.describe(prefix));
+    let events = &topics[&format!("{prefix}.events")].partitions;
+    let chosen = &events[rng.below(events.len() as u64) as usize];
+    let node = chosen.leader.unwrap_or(1 + rng.below(3) as u32);
+    let led = events.iter().filter(|p| p.leader == Some(node)).map(|p| p.partition).collect();
+    let at = Instant::now();
+    tokio::task::block_in_place(|| cluster.kill(node));
+    tokio::time::sleep(Duration::from_millis(10_000 + rng.below(15_000))).await;
+    let down = at.elapsed();
+    tokio::task::block_in_place(|| cluster.start_again());
+    BrokerKill { node, led, at, down, restart: at.elapsed() - down }
+}
+
+/// Per partition that took writes in the run: how long after `since` it
+/// acknowledged a write sent after `since` (`None`: not by the end of the run).
+fn recovery(ops: &[Op], since: Instant) -> BTreeMap<u32, Option<Duration>> {
+    let mut all = HashSet::new();
+    let mut first: BTreeMap<u32, Duration> = BTreeMap::new();
+    for ack in ops.iter().filter_map(|o| o.acked) {
+        let Some(p) = ack.partition else { continue };
+        all.insert(p);
+        if ack.sent >= since {
+            let took = ack.answered - since;
+            first.entry(p).and_modify(|d| *d = (*d).min(took)).or_insert(took);
+        }
+    }
+    all.into_iter().map(|p| (p, first.get(&p).copied())).collect()
+}
+
+fn seconds(d: Option<Duration>) -> String {
+    d.map_or("never".into(), |d| format!("{:.1}s", d.as_secs_f64()))
+}
+
 /// What goes wrong, and when.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Fault {
@@ -275,8 +384,11 @@ enum Fault {
     KillWriter,
     /// kill -9 of the query node (Kafka).
     KillQuery,
-    /// The broker stops and starts again (Kafka, local broker).
+    /// The broker stops and starts again (Kafka, local broker; every node of the cluster).
     RestartBroker,
+    /// kill -9 of the broker leading a partition of `events`, started again a few
+    /// seconds later (the cluster).
+    KillBroker,
     /// A rebuild request, then a kill -9 of the query node while it rebuilds.
     RebuildThenKill,
 }
@@ -300,8 +412,10 @@ impl Nodes {
                 Nodes { backend, writer: Some(writer), query: None, writer_dir, query_dir }
             }
             Backend::Kafka { .. } => {
-                let writer = Server::node(&backend, "command", writer_dir.path(), &[]).await;
-                let query = Some(Server::node(&backend, "query", query_dir.path(), &[]).await);
+                // Supervised: on a cluster, topics created a moment ago may not be in
+                // every broker's metadata yet, and a node refuses to start without them.
+                let writer = Server::node_supervised(&backend, "command", writer_dir.path(), &[], 5).await;
+                let query = Some(Server::node_supervised(&backend, "query", query_dir.path(), &[], 5).await);
                 Nodes { backend, writer: Some(writer), query, writer_dir, query_dir }
             }
         }
@@ -337,15 +451,35 @@ impl Nodes {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let mut args = args();
-    let backend = if args.kafka { Backend::kafka() } else { Backend::Embedded };
+    let prefix = format!("chaos-{}", std::process::id());
+    // The cluster (dropping it stops it, also when the run panics).
+    let mut brokers = None;
+    // The port of the single local broker, which this run may restart.
+    let mut local_port = None;
+    let backend = if args.cluster {
+        let cluster = tokio::task::block_in_place(|| Brokers::start_fresh(Brokers::port()));
+        let backend = cluster.backend(4, &prefix);
+        brokers = Some(cluster);
+        backend
+    } else if args.kafka {
+        let (backend, port) = single_broker(&prefix);
+        local_port = port;
+        backend
+    } else {
+        Backend::Embedded
+    };
     if !args.kafka {
         // One node does everything: its kills are the writer kills.
         args.kills += args.query_kills;
         args.query_kills = 0;
         args.broker_restarts = 0;
-    } else if std::env::var("STOCKROOM_KAFKA").is_ok() && args.broker_restarts > 0 {
+    } else if brokers.is_none() && local_port.is_none() && args.broker_restarts > 0 {
         eprintln!("not restarting the broker: STOCKROOM_KAFKA names one this run did not start");
         args.broker_restarts = 0;
+    }
+    if brokers.is_none() && args.broker_kills > 0 {
+        eprintln!("no broker kills: they need the three-broker cluster (--cluster)");
+        args.broker_kills = 0;
     }
     let mut nodes = Nodes::start(backend.clone()).await;
     let base: Base = Arc::new(RwLock::new(nodes.writer().url("")));
@@ -359,6 +493,7 @@ async fn main() {
     let mut faults: Vec<Fault> = std::iter::repeat_n(Fault::KillWriter, args.kills)
         .chain(std::iter::repeat_n(Fault::KillQuery, args.query_kills))
         .chain(std::iter::repeat_n(Fault::RestartBroker, args.broker_restarts))
+        .chain(std::iter::repeat_n(Fault::KillBroker, args.broker_kills))
         .chain(std::iter::repeat_n(Fault::RebuildThenKill, args.rebuilds))
         .collect();
     for i in (1..faults.len()).rev() {
@@ -366,13 +501,18 @@ async fn main() {
     }
     let started = Instant::now();
     let run = Duration::from_secs(args.seconds);
-    let gap = run.as_millis() as u64 / (faults.len() as u64 + 1);
     let (mut writer_kills, mut query_kills, mut broker_restarts, mut rebuilds) = (0, 0, 0, 0);
-    for fault in faults {
+    let mut broker_kills: Vec<BrokerKill> = Vec::new();
+    let planned = faults.len();
+    for (i, fault) in faults.into_iter().enumerate() {
+        // The time left, shared among the faults left: a slow fault (a broker
+        // restart) shortens the gaps after it rather than crowding faults out.
+        let gap = run.saturating_sub(started.elapsed()).as_millis() as u64 / (planned - i + 1) as u64;
         tokio::time::sleep(Duration::from_millis(gap / 2 + rng.below(gap.max(1)))).await;
         if started.elapsed() >= run {
             break;
         }
+        eprintln!("chaos: {fault:?} at {:.1} s", started.elapsed().as_secs_f64());
         match fault {
             Fault::KillWriter => {
                 base.write().unwrap().clear();
@@ -389,10 +529,28 @@ async fn main() {
                 query_kills += 1;
             }
             Fault::RestartBroker => {
-                let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/kafka.sh");
-                let status = std::process::Command::new(script).arg("restart").status().expect("run kafka.sh");
-                assert!(status.success(), "scripts/kafka.sh restart failed");
+                tokio::task::block_in_place(|| match &brokers {
+                    Some(cluster) => cluster.restart(),
+                    None => {
+                        let status =
+                            std::process::Command::new(KAFKA_SH).arg("restart").status().expect("run kafka.sh");
+                        assert!(status.success(), "scripts/kafka.sh restart failed");
+                    }
+                });
                 broker_restarts += 1;
+            }
+            Fault::KillBroker => {
+                let cluster = brokers.as_ref().expect("broker kills run on the cluster");
+                let kill = kill_a_leader(cluster, &prefix, &mut rng).await;
+                eprintln!(
+                    "broker kill {}: node {} (leader of events partitions {:?}) down {:.1} s, serving again {:.1} s after its start",
+                    broker_kills.len() + 1,
+                    kill.node,
+                    kill.led,
+                    kill.down.as_secs_f64(),
+                    kill.restart.as_secs_f64()
+                );
+                broker_kills.push(kill);
             }
             Fault::RebuildThenKill => {
                 let asked = nodes.query().post("/admin/replay", json!({"view": "catalog"})).await;
@@ -444,6 +602,9 @@ async fn main() {
     let log = open_log(&backend, writer_dir.path()).await;
     let folded = fold_log(&log).await;
     let _ = log.close().await;
+    if let Some(cluster) = brokers.take() {
+        tokio::task::block_in_place(|| cluster.stop());
+    }
 
     let ops = ops.lock().unwrap().clone();
     let acked: Vec<&String> = ops
@@ -474,6 +635,25 @@ async fn main() {
         }
     }
     view_diffs += views.keys().filter(|s| !skus.contains(s)).count();
+    // Per broker kill: how long until every partition had acknowledged a write sent
+    // after the kill ("never": not before the run ended).
+    let mut recoveries = Vec::new();
+    for (i, kill) in broker_kills.iter().enumerate() {
+        let per_partition = recovery(&ops, kill.at);
+        // The slowest partition, or never if one never took a write again.
+        let all = per_partition.values().try_fold(Duration::ZERO, |m, d| d.map(|d| m.max(d)));
+        let detail: Vec<String> = per_partition.iter().map(|(p, d)| format!("p{p} {}", seconds(*d))).collect();
+        eprintln!(
+            "broker kill {}: node {} (led {:?}), down {:.1} s, restart {:.1} s; writes again after: {}",
+            i + 1,
+            kill.node,
+            kill.led,
+            kill.down.as_secs_f64(),
+            kill.restart.as_secs_f64(),
+            detail.join(", ")
+        );
+        recoveries.push(seconds(all));
+    }
     let violations = lost
         + duplicated
         + folded.sku_dupes as usize
@@ -482,12 +662,20 @@ async fn main() {
         + view_diffs;
     println!(
         "chaos backend={} seconds={} clients={} kills={kills} query_kills={query_kills} rebuilds={rebuilds} \
-         broker_restarts={broker_restarts} requests={} acknowledged={} rejected={rejected} events={} \
-         lost={lost} duplicated={duplicated} sku_dupes={} gtin_dupes={} negative={} view_diffs={view_diffs} \
-         unknown={unknown} retried_then_answered={retried} -> {}",
-        if args.kafka { "kafka" } else { "embedded" },
+         broker_restarts={broker_restarts} broker_kills={} recovery=[{}] requests={} acknowledged={} \
+         rejected={rejected} events={} lost={lost} duplicated={duplicated} sku_dupes={} gtin_dupes={} negative={} \
+         view_diffs={view_diffs} unknown={unknown} retried_then_answered={retried} -> {}",
+        if args.cluster {
+            "kafka-cluster"
+        } else if args.kafka {
+            "kafka"
+        } else {
+            "embedded"
+        },
         args.seconds,
         args.clients,
+        broker_kills.len(),
+        recoveries.join(","),
         ops.len(),
         acked.len(),
         folded.events,
