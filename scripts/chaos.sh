@@ -31,7 +31,7 @@ kafka_faults="--kills 10 --query-kills 10 --broker-restarts 5 --rebuilds 10"
 # down, then its restart) takes about a minute on 2 cores: a longer run. Kills of the
 # query node are left to the runs above (a query node restarted under a steady write
 # load does not report ready until the writes pause).
-cluster_seconds=420
+cluster_seconds=600
 cluster_faults="--kills 5 --broker-kills 5"
 for arg in "$@"; do
     case "$arg" in

@@ -503,6 +503,8 @@ async fn main() {
     let run = Duration::from_secs(args.seconds);
     let (mut writer_kills, mut query_kills, mut broker_restarts, mut rebuilds) = (0, 0, 0, 0);
     let mut broker_kills: Vec<BrokerKill> = Vec::new();
+    // When each broker restart began.
+    let mut restarted_at: Vec<Instant> = Vec::new();
     let planned = faults.len();
     for (i, fault) in faults.into_iter().enumerate() {
         // The time left, shared among the faults left: a slow fault (a broker
@@ -529,6 +531,7 @@ async fn main() {
                 query_kills += 1;
             }
             Fault::RestartBroker => {
+                restarted_at.push(Instant::now());
                 tokio::task::block_in_place(|| match &brokers {
                     Some(cluster) => cluster.restart(),
                     None => {
@@ -635,13 +638,17 @@ async fn main() {
         }
     }
     view_diffs += views.keys().filter(|s| !skus.contains(s)).count();
-    // Per broker kill: how long until every partition had acknowledged a write sent
-    // after the kill ("never": not before the run ended).
+    // Per broker kill or restart: how long until every partition had acknowledged a
+    // write sent after it began ("never": not before the run ended).
+    let slowest = |since: Instant| {
+        let per_partition = recovery(&ops, since);
+        let all = per_partition.values().try_fold(Duration::ZERO, |m, d| d.map(|d| m.max(d)));
+        (per_partition, all)
+    };
+    let restart_recoveries: Vec<String> = restarted_at.iter().map(|at| seconds(slowest(*at).1)).collect();
     let mut recoveries = Vec::new();
     for (i, kill) in broker_kills.iter().enumerate() {
-        let per_partition = recovery(&ops, kill.at);
-        // The slowest partition, or never if one never took a write again.
-        let all = per_partition.values().try_fold(Duration::ZERO, |m, d| d.map(|d| m.max(d)));
+        let (per_partition, all) = slowest(kill.at);
         let detail: Vec<String> = per_partition.iter().map(|(p, d)| format!("p{p} {}", seconds(*d))).collect();
         eprintln!(
             "broker kill {}: node {} (led {:?}), down {:.1} s, restart {:.1} s; writes again after: {}",
@@ -662,7 +669,8 @@ async fn main() {
         + view_diffs;
     println!(
         "chaos backend={} seconds={} clients={} kills={kills} query_kills={query_kills} rebuilds={rebuilds} \
-         broker_restarts={broker_restarts} broker_kills={} recovery=[{}] requests={} acknowledged={} \
+         broker_restarts={broker_restarts} restart_recovery=[{}] broker_kills={} kill_recovery=[{}] requests={} \
+         acknowledged={} \
          rejected={rejected} events={} lost={lost} duplicated={duplicated} sku_dupes={} gtin_dupes={} negative={} \
          view_diffs={view_diffs} unknown={unknown} retried_then_answered={retried} -> {}",
         if args.cluster {
@@ -674,6 +682,7 @@ async fn main() {
         },
         args.seconds,
         args.clients,
+        restart_recoveries.join(","),
         broker_kills.len(),
         recoveries.join(","),
         ops.len(),
