@@ -132,14 +132,16 @@ struct Op {
     outcome: Outcome,
     /// Answers lost before the definite one.
     retries: u32,
-    /// For a success: when its try was sent and answered, and the partition of
-    /// `events` its position names.
+    /// For a success: when its first try was sent, when it was answered, and the
+    /// partition of `events` its position names.
     acked: Option<Ack>,
 }
 
 #[derive(Clone, Copy, Debug)]
 struct Ack {
-    sent: Instant,
+    /// The first try: a retry of a command sent earlier may be answered from the
+    /// idempotency store without a new append, so it says nothing of recovery.
+    first_sent: Instant,
     answered: Instant,
     partition: Option<u32>,
 }
@@ -181,6 +183,7 @@ async fn client(id: usize, base: Base, stop: Arc<AtomicBool>, log: Arc<Mutex<Vec
         };
         let mut retries = 0;
         let mut acked = None;
+        let first_sent = Instant::now();
         let outcome = loop {
             if stop.load(Ordering::Relaxed) {
                 break Outcome::Unknown;
@@ -190,7 +193,6 @@ async fn client(id: usize, base: Base, stop: Arc<AtomicBool>, log: Arc<Mutex<Vec
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
-            let sent_at = Instant::now();
             let sent = http.post(format!("{url}{path}")).header("idempotency-key", &key).json(&body).send().await;
             let answer = match sent {
                 Ok(r) => {
@@ -204,7 +206,7 @@ async fn client(id: usize, base: Base, stop: Arc<AtomicBool>, log: Arc<Mutex<Vec
                 Some((200 | 201, body)) => {
                     let partition =
                         body["position"].as_str().and_then(|p| p.split(',').next()?.split_once(':')?.0.parse().ok());
-                    acked = Some(Ack { sent: sent_at, answered: Instant::now(), partition });
+                    acked = Some(Ack { first_sent, answered: Instant::now(), partition });
                     break Outcome::Ok { command_id: body["command_id"].as_str().unwrap_or_default().to_owned() };
                 }
                 Some((400..=499, _)) => break Outcome::Rejected,
@@ -358,14 +360,14 @@ async fn kill_a_leader(cluster: &Brokers, prefix: &str, rng: &mut Rng) -> Broker
 }
 
 /// Per partition that took writes in the run: how long after `since` it
-/// acknowledged a write sent after `since` (`None`: not by the end of the run).
+/// acknowledged a command first sent after `since` (`None`: not by the end of the run).
 fn recovery(ops: &[Op], since: Instant) -> BTreeMap<u32, Option<Duration>> {
     let mut all = HashSet::new();
     let mut first: BTreeMap<u32, Duration> = BTreeMap::new();
     for ack in ops.iter().filter_map(|o| o.acked) {
         let Some(p) = ack.partition else { continue };
         all.insert(p);
-        if ack.sent >= since {
+        if ack.first_sent >= since {
             let took = ack.answered - since;
             first.entry(p).and_modify(|d| *d = (*d).min(took)).or_insert(took);
         }

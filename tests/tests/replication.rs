@@ -33,7 +33,10 @@ const SKUS_PER_PARTITION: usize = 2;
 
 /// One try of one write.
 struct Attempt {
-    sent: Instant,
+    /// When the write's first try was sent: a retry of a write sent earlier may be
+    /// answered from the idempotency store without a new append, so only writes
+    /// first sent after a moment say whether the log takes writes since then.
+    first_sent: Instant,
     answered: Instant,
     /// The partition of `events` it went to, if this try was acknowledged.
     acked_on: Option<u32>,
@@ -51,12 +54,12 @@ async fn client(server: Arc<Server>, sku: String, stop: Arc<AtomicBool>, attempt
         let key = format!("load-{sku}-{n}");
         let mut w =
             if n.is_multiple_of(3) { Write::reservation(&sku, key, 1) } else { Write::receipt(&sku, key, 1 + n % 3) };
+        let first_sent = Instant::now();
         loop {
-            let sent = Instant::now();
             let answer = send(&server, &w).await;
             let acked = answer.as_ref().is_some_and(|a| record_ack(&mut w, a));
             let acked_on = if acked { w.acked.as_ref().map(|a| a.partition()) } else { None };
-            attempts.lock().unwrap().push(Attempt { sent, answered: Instant::now(), acked_on });
+            attempts.lock().unwrap().push(Attempt { first_sent, answered: Instant::now(), acked_on });
             if acked || stop.load(Ordering::Relaxed) {
                 break;
             }
@@ -67,10 +70,10 @@ async fn client(server: Arc<Server>, sku: String, stop: Arc<AtomicBool>, attempt
     done
 }
 
-/// Per partition: how long after `since` the first write sent after it was acknowledged.
+/// Per partition: how long after `since` a write first sent after `since` was first acknowledged.
 fn first_acks_after(attempts: &Attempts, since: Instant) -> BTreeMap<u32, Duration> {
     let mut first = BTreeMap::new();
-    for a in attempts.lock().unwrap().iter().filter(|a| a.sent >= since) {
+    for a in attempts.lock().unwrap().iter().filter(|a| a.first_sent >= since) {
         if let Some(p) = a.acked_on {
             let took = a.answered - since;
             first.entry(p).and_modify(|d: &mut Duration| *d = (*d).min(took)).or_insert(took);
