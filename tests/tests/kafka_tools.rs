@@ -44,8 +44,8 @@ async fn kafkas_console_consumer_reads_the_events() {
         .args(["tool", "org.apache.kafka.tools.consumer.ConsoleConsumer", "--bootstrap-server", bootstrap])
         .args(["--topic", &format!("{prefix}.events"), "--from-beginning", "--max-messages", "4"])
         .args(["--timeout-ms", "30000", "--isolation-level", "read_committed"])
-        .args(["--formatter-property", "print.headers=true", "--formatter-property", "print.key=true"])
-        .args(["--formatter-property", "headers.separator=;"])
+        .args(["--property", "print.headers=true", "--property", "print.key=true"])
+        .args(["--property", "headers.separator=;"])
         .output()
         .expect("scripts/kafka.sh tool runs the console consumer");
     let stdout = String::from_utf8_lossy(&out.stdout);
