@@ -22,7 +22,8 @@
 //!   after at least one lost answer.
 //!
 //! For each broker kill it also measures the recovery: how long after the kill every
-//! partition had acknowledged a write sent after it.
+//! partition had acknowledged a command first sent after it; for each broker restart,
+//! how long the restart took, and from then until every partition had.
 //!
 //! It prints one summary line and exits non-zero on any violation.
 //!
@@ -505,8 +506,8 @@ async fn main() {
     let run = Duration::from_secs(args.seconds);
     let (mut writer_kills, mut query_kills, mut broker_restarts, mut rebuilds) = (0, 0, 0, 0);
     let mut broker_kills: Vec<BrokerKill> = Vec::new();
-    // When each broker restart began.
-    let mut restarted_at: Vec<Instant> = Vec::new();
+    // When each broker restart began, and when the broker served again.
+    let mut restarts: Vec<(Instant, Instant)> = Vec::new();
     let planned = faults.len();
     for (i, fault) in faults.into_iter().enumerate() {
         // The time left, shared among the faults left: a slow fault (a broker
@@ -533,7 +534,7 @@ async fn main() {
                 query_kills += 1;
             }
             Fault::RestartBroker => {
-                restarted_at.push(Instant::now());
+                let began = Instant::now();
                 tokio::task::block_in_place(|| match &brokers {
                     Some(cluster) => cluster.restart(),
                     None => {
@@ -542,6 +543,7 @@ async fn main() {
                         assert!(status.success(), "scripts/kafka.sh restart failed");
                     }
                 });
+                restarts.push((began, Instant::now()));
                 broker_restarts += 1;
             }
             Fault::KillBroker => {
@@ -640,14 +642,19 @@ async fn main() {
         }
     }
     view_diffs += views.keys().filter(|s| !skus.contains(s)).count();
-    // Per broker kill or restart: how long until every partition had acknowledged a
-    // write sent after it began ("never": not before the run ended).
+    // Per broker kill: how long until every partition had acknowledged a write first
+    // sent after it ("never": not before the run ended). Per restart (graceful: the
+    // broker answers until it stops): how long the restart took, and from then until
+    // every partition had acknowledged a write first sent after it.
     let slowest = |since: Instant| {
         let per_partition = recovery(&ops, since);
         let all = per_partition.values().try_fold(Duration::ZERO, |m, d| d.map(|d| m.max(d)));
         (per_partition, all)
     };
-    let restart_recoveries: Vec<String> = restarted_at.iter().map(|at| seconds(slowest(*at).1)).collect();
+    let restart_recoveries: Vec<String> = restarts
+        .iter()
+        .map(|(began, back)| format!("{:.1}s+{}", (*back - *began).as_secs_f64(), seconds(slowest(*back).1)))
+        .collect();
     let mut recoveries = Vec::new();
     for (i, kill) in broker_kills.iter().enumerate() {
         let (per_partition, all) = slowest(kill.at);
