@@ -14,8 +14,14 @@
 #   freshness        write -> visible in search, at half the measured embedded rate
 #   replay           rebuild of the catalog from a log of N events, next to the raw
 #                    read of that log (query/examples/replay.rs)
-#   write_kafka      Stockroom on the local Apache Kafka broker, next to the raw
-#                    rdkafka produce rate to it (topics/examples/kafka_produce_bench.rs)
+#   write_kafka      Stockroom on the local Apache Kafka broker (scripts/kafka.sh): K
+#                    clients, and one client; CPU of the node and the broker; next to
+#                    the raw rdkafka produce rate to it at the same concurrency
+#                    (topics/examples/kafka_produce_bench.rs)
+#   freshness_kafka  write -> visible in search on Kafka, at half the measured Kafka rate
+#   kafka_transactions  (full run only) the raw cost of Kafka transactions: transactional
+#                    producers committing every 1, 16, 128 records vs idempotent ones,
+#                    and read_committed vs read_uncommitted consumers' latency
 #   search_100k/1m   queries over HTTP, the same queries in process on the tantivy index
 #                    (query/examples/search_bench.rs), and on PostgreSQL full-text
 #                    search (tsvector + GIN, ts_rank) over the same products
@@ -27,7 +33,7 @@ quick=0
 case "${1:-}" in
     --quick) quick=1 ;;
     "") ;;
-    *) sed -n '2,18p' "$0"; exit 2 ;;
+    *) sed -n '2,25p' "$0"; exit 2 ;;
 esac
 if [ "$quick" = 1 ]; then
     seconds=5 clients=16 products=500 events=100000 small=5000 large=20000
@@ -37,7 +43,7 @@ fi
 search_clients=4
 out=target/bench
 mkdir -p "$out"
-rm -f "$out"/*.json "$out"/*.txt "$out"/*.png "$out"/results.md
+rm -f "$out"/*.json "$out"/*.jsonl "$out"/*.txt "$out"/*.png "$out"/results.md
 
 cargo build -q --release -p stockroom --bin stockroom
 cargo build -q --release -p stockroom-tests --example loadgen
@@ -112,21 +118,49 @@ stop_node
 echo "== replay of $events events" >&2
 "$bin/examples/replay" --events "$events" 2>/dev/null | tail -1 > "$out/replay.json"
 
-echo "== Kafka (local broker): write path and raw produce" >&2
+echo "== Kafka (local Apache Kafka broker): write path, one client, freshness, raw produce" >&2
+broker_pid=""
 if [ -z "${STOCKROOM_KAFKA:-}" ]; then
     scripts/kafka.sh start >&2
     kafka=127.0.0.1:9092 kafka_props=() props_file=""
+    broker_pid="$(cat "${STOCKROOM_KAFKA_HOME:-$HOME/.cache/stockroom/kafka-${STOCKROOM_KAFKA_PORT:-9092}}/node-1/pid" 2>/dev/null || true)"
+    if [ -n "$broker_pid" ] && ! kill -0 "$broker_pid" 2>/dev/null; then broker_pid=""; fi
 else
     kafka="$STOCKROOM_KAFKA" kafka_props=() props_file=""
 fi
+# Which broker, for results.json (an external one is not described).
+python3 -c 'import json,sys; print(json.dumps({"local": sys.argv[1] == "1", "bootstrap": sys.argv[2], "broker_pid": sys.argv[3] or None}))' \
+    "$([ -z "${STOCKROOM_KAFKA:-}" ] && echo 1 || echo 0)" "$kafka" "$broker_pid" > "$out/kafka_broker.json"
 prefix="bench-$$"
 "$bin/stockroom" topics create --kafka "$kafka" --topic-prefix "$prefix" "${kafka_props[@]}" >&2
 start_node kafka --kafka "$kafka" --topic-prefix "$prefix" "${kafka_props[@]}"
+kafka_cpu="$node_pid${broker_pid:+,$broker_pid}"
 "$bin/examples/loadgen" --url "$url" --clients "$clients" --seconds "$seconds" --products 100 \
-    --cpu-pids "$node_pid" --label write_kafka > "$out/write_kafka.json"
+    --cpu-pids "$kafka_cpu" --label write_kafka > "$out/write_kafka.json"
+echo "== Kafka: one client, one command at a time, ${seconds}s" >&2
+"$bin/examples/loadgen" --url "$url" --clients 1 --seconds "$seconds" --products 100 \
+    --cpu-pids "$kafka_cpu" --label write_kafka_one > "$out/write_kafka_one.json"
+echo "== Kafka: freshness at half the Kafka rate" >&2
+half="$(python3 -c 'import json,sys; print(max(1, int(json.load(open(sys.argv[1]))["commands_per_s"] / 2)))' "$out/write_kafka.json")"
+"$bin/examples/loadgen" --url "$url" --clients "$clients" --seconds "$seconds" --products 100 \
+    --rate "$half" --freshness --cpu-pids "$kafka_cpu" --label freshness_kafka > "$out/freshness_kafka.json"
 stop_node
+echo "== Kafka: raw produce, $clients concurrent single records, acks=all" >&2
 # shellcheck disable=SC2086
-"$bin/examples/kafka_produce_bench" "$kafka" "$((clients * 200))" "$clients" 1 $props_file > "$out/raw_produce.txt"
+"$bin/examples/kafka_produce_bench" "$kafka" 0 "$clients" 1 $props_file --seconds "$seconds" > "$out/raw_produce.txt"
+tail -1 "$out/raw_produce.txt" > "$out/raw_produce.json"
+if [ "$quick" = 0 ]; then
+    echo "== Kafka transactions: transactional vs idempotent producers, read_committed vs read_uncommitted" >&2
+    : > "$out/kafka_transactions.jsonl"
+    for batch in 1 16 128; do
+        for mode in shared per-task transactional; do
+            # shellcheck disable=SC2086
+            "$bin/examples/kafka_produce_bench" "$kafka" 0 "$clients" "$batch" $props_file --mode "$mode" \
+                --seconds 10 --consume > "$out/kafka_txn_${mode}_b$batch.txt"
+            tail -1 "$out/kafka_txn_${mode}_b$batch.txt" >> "$out/kafka_transactions.jsonl"
+        done
+    done
+fi
 
 for size in small large; do
     n="${!size}"

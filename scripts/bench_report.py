@@ -3,6 +3,7 @@
 import json
 import os
 import platform
+import re
 import sys
 
 out, command = sys.argv[1], sys.argv[2]
@@ -26,10 +27,36 @@ def cpu_model():
     return platform.processor() or "unknown"
 
 
+def kafka_version():
+    """The local broker's version: scripts/kafka.sh's VERSION (or scripts/kafka/pom.xml's)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        with open(os.path.join(here, "kafka.sh")) as f:
+            m = re.search(r"^VERSION=([\w.\-]+)", f.read(), re.M)
+            if m:
+                return m.group(1)
+        with open(os.path.join(here, "kafka", "pom.xml")) as f:
+            m = re.search(r"<artifactId>kafka_[\d.]+</artifactId>\s*<version>([^<]+)</version>", f.read())
+            if m:
+                return m.group(1)
+    except OSError:
+        pass
+    return None
+
+
+def per_1000(run, i):
+    """CPU-s per 1,000 commands of the i-th of --cpu-pids, if measured."""
+    each = run.get("cpu_s_per_1000_commands_each") or []
+    return each[i] if i < len(each) else None
+
+
 emb, raw, pg, fresh, replay = (load(n) for n in ("write_embedded", "raw_append", "write_postgres", "freshness", "replay"))
-kafka = load("write_kafka")
-with open(os.path.join(out, "raw_produce.txt")) as f:
-    raw_produce = float(f.read().strip().rsplit("=", 1)[1])
+kafka, kafka_one, fresh_kafka, raw_produce, broker = (
+    load(n) for n in ("write_kafka", "write_kafka_one", "freshness_kafka", "raw_produce", "kafka_broker"))
+transactions = []
+if os.path.exists(os.path.join(out, "kafka_transactions.jsonl")):
+    with open(os.path.join(out, "kafka_transactions.jsonl")) as f:
+        transactions = [json.loads(line) for line in f if line.strip()]
 
 
 def search(size):
@@ -66,7 +93,32 @@ results = {
         "commands_per_s": kafka["commands_per_s"],
         "p50_ms": kafka["p50_ms"],
         "p99_ms": kafka["p99_ms"],
-        "raw_produce_per_s": raw_produce,
+        "raw_produce_per_s": raw_produce["records_per_s"],
+        "broker": "apache-kafka" if broker["local"] else "external",
+        "broker_version": kafka_version() if broker["local"] else None,
+        "one_client_p50_ms": kafka_one["p50_ms"],
+        # The node and the broker together (the node alone with an external broker).
+        "cpu_s_per_1000_commands": kafka["cpu_s_per_1000_commands"],
+        "p999_ms": kafka["p999_ms"],
+        "errors": kafka["errors"],
+        "share_of_raw_produce": kafka["commands_per_s"] / max(raw_produce["records_per_s"], 1e-9),
+        "node_cpu_s_per_1000_commands": per_1000(kafka, 0),
+        "broker_cpu_s_per_1000_commands": per_1000(kafka, 1),
+        "one_client_p99_ms": kafka_one["p99_ms"],
+        "one_client_commands_per_s": kafka_one["commands_per_s"],
+        "raw_produce_p50_ms": raw_produce["batch_latency"].get("p50_ms"),
+        "raw_produce_p99_ms": raw_produce["batch_latency"].get("p99_ms"),
+    },
+    "freshness_kafka": {
+        "offered_rate": fresh_kafka["offered_rate"],
+        "achieved_commands_per_s": fresh_kafka["commands_per_s"],
+        "samples": fresh_kafka["freshness"]["samples"],
+        # Counted from sending the write's request.
+        "p50_ms": fresh_kafka["freshness"]["p50_ms"],
+        "p99_ms": fresh_kafka["freshness"]["p99_ms"],
+        "after_ack_p50_ms": fresh_kafka["freshness"].get("after_ack_p50_ms"),
+        "after_ack_p99_ms": fresh_kafka["freshness"].get("after_ack_p99_ms"),
+        "write_p99_ms": fresh_kafka["p99_ms"],
     },
     "write_postgres": {
         "clients": pg["clients"],
@@ -82,6 +134,8 @@ results = {
         "samples": fresh["freshness"]["samples"],
         "p50_ms": fresh["freshness"]["p50_ms"],
         "p99_ms": fresh["freshness"]["p99_ms"],
+        "after_ack_p50_ms": fresh["freshness"].get("after_ack_p50_ms"),
+        "after_ack_p99_ms": fresh["freshness"].get("after_ack_p99_ms"),
         "write_p99_ms": fresh["p99_ms"],
     },
     "replay": {
@@ -98,6 +152,12 @@ results = {
         "postgres": {"p50_ms": pg["search_p50_ms"], "p99_ms": pg["search_p99_ms"], "count": pg["searches"]},
     },
 }
+if transactions:
+    # Each run: mode (idempotent = one shared producer as a node has, per_task = one
+    # idempotent producer per task, transactional = one per task, a transaction per
+    # batch), concurrency, batch, records/s, batch latency, and sent -> consumed
+    # latency of a read_committed and a read_uncommitted consumer.
+    results["kafka_transactions"] = transactions
 with open(os.path.join(out, "results.json"), "w") as f:
     json.dump(results, f, indent=2)
     f.write("\n")
@@ -113,14 +173,30 @@ rows = [
     ("Write, embedded: raw log appends/s (same concurrency, 1 record each)", n(w["raw_append_per_s"]), f"Stockroom = {w['commands_per_s'] / w['raw_append_per_s']:.0%} of it"),
     ("Write, PostgreSQL design: commands/s", n(p["commands_per_s"]), f"p50 {n(p['p50_ms'], 1)} ms, p99 {n(p['p99_ms'], 1)} ms, p99.9 {n(p['p999_ms'], 1)} ms; {n(p['cpu_s_per_1000_commands'], 2)} CPU-s/1000"),
     ("Stockroom ÷ PostgreSQL throughput", f"{w['commands_per_s'] / p['commands_per_s']:.2f}×", f"p99 {n(w['p99_ms'], 1)} vs {n(p['p99_ms'], 1)} ms"),
-    ("Freshness: write → searchable", f"p50 {n(fr['p50_ms'], 1)} ms", f"p99 {n(fr['p99_ms'], 1)} ms at {n(fr['offered_rate'])} operations/s offered ({fr['samples']} samples)"),
+    ("Freshness: write → searchable (from the request)", f"p50 {n(fr['p50_ms'], 1)} ms", f"p99 {n(fr['p99_ms'], 1)} ms at {n(fr['offered_rate'])} operations/s offered ({fr['samples']} samples); after the acknowledgement p50 {n(fr['after_ack_p50_ms'], 1)}, p99 {n(fr['after_ack_p99_ms'], 1)} ms"),
     (f"Replay: rebuild of {n(r['events'])} events, events/s", n(r["events_per_s"]), f"raw read {n(r['raw_read_per_s'])}/s, read + decode {n(r['decode_per_s'])}/s"),
 ]
-k = results["write_kafka"]
+k, fk = results["write_kafka"], results["freshness_kafka"]
+where = f"Apache Kafka {k['broker_version']}, local" if k["broker"] == "apache-kafka" else "external Kafka"
+cpu = f"{n(k['cpu_s_per_1000_commands'], 2)} CPU-s/1000 (node + broker)"
+if k["broker_cpu_s_per_1000_commands"] is not None:
+    cpu += f": node {n(k['node_cpu_s_per_1000_commands'], 2)}, broker {n(k['broker_cpu_s_per_1000_commands'], 2)}"
 rows += [
-    ("Write, Kafka (local Tansu): Stockroom commands/s", n(k["commands_per_s"], 1), f"p50 {n(k['p50_ms'], 0)} ms, p99 {n(k['p99_ms'], 0)} ms"),
-    ("Write, Kafka: raw rdkafka produce, records/s (same concurrency, 1 record each)", n(k["raw_produce_per_s"]), f"Stockroom = {k['commands_per_s'] / k['raw_produce_per_s']:.1%} of it"),
+    (f"Write, Kafka ({where}): Stockroom commands/s", n(k["commands_per_s"]), f"p50 {n(k['p50_ms'], 1)} ms, p99 {n(k['p99_ms'], 1)} ms, p99.9 {n(k['p999_ms'], 1)} ms; {cpu}"),
+    ("Write, Kafka: one client, one command at a time", f"p50 {n(k['one_client_p50_ms'], 1)} ms", f"p99 {n(k['one_client_p99_ms'], 1)} ms, {n(k['one_client_commands_per_s'])} commands/s"),
+    ("Write, Kafka: raw rdkafka produce, records/s (same concurrency, 1 record each, acks=all)", n(k["raw_produce_per_s"]), f"p50 {n(k['raw_produce_p50_ms'], 1)} ms, p99 {n(k['raw_produce_p99_ms'], 1)} ms; Stockroom = {k['share_of_raw_produce']:.1%} of it"),
+    ("Freshness on Kafka: write → searchable (from the request)", f"p50 {n(fk['p50_ms'], 1)} ms", f"p99 {n(fk['p99_ms'], 1)} ms at {n(fk['offered_rate'])} operations/s offered ({fk['samples']} samples); after the acknowledgement p50 {n(fk['after_ack_p50_ms'], 1)}, p99 {n(fk['after_ack_p99_ms'], 1)} ms"),
 ]
+names = {"idempotent": "idempotent, one shared producer", "per_task": "idempotent, a producer per task",
+         "transactional": "transactional, a producer per task, a transaction per batch"}
+for t in transactions:
+    b, rc, ru = t["batch_latency"], t.get("e2e_read_committed", {}), t.get("e2e_read_uncommitted", {})
+    rows.append((
+        f"Kafka {names.get(t['mode'], t['mode'])}: {t['concurrency']} tasks × {t['batch']} records, records/s",
+        n(t["records_per_s"]),
+        f"batch p50 {n(b.get('p50_ms'), 1)} ms, p99 {n(b.get('p99_ms'), 1)} ms; sent → consumed p50/p99: "
+        f"read_committed {n(rc.get('p50_ms'), 1)}/{n(rc.get('p99_ms'), 1)} ms, "
+        f"read_uncommitted {n(ru.get('p50_ms'), 1)}/{n(ru.get('p99_ms'), 1)} ms"))
 for key in ("search_100k", "search_1m"):
     q = results[key]
     rows += [

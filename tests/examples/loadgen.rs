@@ -225,17 +225,19 @@ async fn http(client: &reqwest::Client, base: &str, op: &Op) -> Result<Answer, S
 
 /// CPU-seconds (user + system) of the given processes so far.
 fn cpu_seconds(pids: &[u32]) -> f64 {
-    let ticks: u64 = pids
-        .iter()
-        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
-        .filter_map(|stat| {
-            // Fields after the command name (which is in parentheses and may hold spaces).
-            let rest = stat.rsplit_once(')')?.1;
-            let fields: Vec<&str> = rest.split_whitespace().collect();
-            Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
-        })
-        .sum();
-    ticks as f64 / 100.0 // USER_HZ is 100 on Linux
+    pids.iter().filter_map(|pid| process_cpu(*pid)).map(|(_, seconds)| seconds).sum()
+}
+
+/// A process's start time (clock ticks since boot: it tells a restarted process
+/// from the one first seen under its pid) and its CPU-seconds (user + system) so far.
+fn process_cpu(pid: u32) -> Option<(u64, f64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |i: usize| fields.get(i)?.parse::<u64>().ok();
+    let ticks = field(11)? + field(12)?;
+    Some((field(19)?, ticks as f64 / 100.0)) // USER_HZ is 100 on Linux
 }
 
 /// The pids of every process whose command name is `comm`.
@@ -445,7 +447,7 @@ async fn main() {
         None => args.cpu_pids.clone(),
     };
     let cpu_before = cpu_seconds(&pids);
-    let cpu_each_before: Vec<f64> = args.cpu_pids.iter().map(|p| cpu_seconds(&[*p])).collect();
+    let cpu_each_before: Vec<Option<(u64, f64)>> = args.cpu_pids.iter().map(|p| process_cpu(*p)).collect();
     let started = Instant::now();
     let totals = Arc::new(Mutex::new(Totals {
         commands: histogram(),
@@ -470,8 +472,20 @@ async fn main() {
         Some(comm) => cpu_seconds(&pids_named(comm)),
         None => cpu_seconds(&pids),
     };
-    let cpu_each: Vec<f64> =
-        args.cpu_pids.iter().zip(&cpu_each_before).map(|(p, before)| cpu_seconds(&[*p]) - before).collect();
+    // A process that exited or restarted during the run (a broker restarted by
+    // someone else) cannot be measured: its share, and the sum, are unknown.
+    let cpu_each: Vec<Option<f64>> = args
+        .cpu_pids
+        .iter()
+        .zip(&cpu_each_before)
+        .map(|(p, before)| match (before, process_cpu(*p)) {
+            (Some((start, before)), Some((same, after))) if *start == same => Some(after - before),
+            _ => {
+                eprintln!("[{}] process {p} exited or restarted during the run: its CPU is unknown", args.label);
+                None
+            }
+        })
+        .collect();
     let fresh = match freshness {
         Some(f) => Some(f.await.expect("freshness")),
         None => None,
@@ -479,7 +493,7 @@ async fn main() {
     let t = totals.lock().await;
     let commands = t.commands.len();
     let rate = commands as f64 / elapsed;
-    let cpu_per_1000 = if pids.is_empty() || commands == 0 {
+    let cpu_per_1000 = if pids.is_empty() || commands == 0 || cpu_each.iter().any(Option::is_none) {
         Value::Null
     } else {
         json!((cpu_after - cpu_before) * 1_000.0 / commands as f64)
@@ -513,7 +527,10 @@ async fn main() {
         "cpu_s_per_1000_commands": cpu_per_1000,
         // Each of --cpu-pids on its own, in the order given.
         "cpu_s_per_1000_commands_each": cpu_each.iter()
-            .map(|s| if commands == 0 { Value::Null } else { json!(s * 1_000.0 / commands as f64) })
+            .map(|s| match s {
+                Some(s) if commands > 0 => json!(s * 1_000.0 / commands as f64),
+                _ => Value::Null,
+            })
             .collect::<Vec<_>>(),
         "per_second": t.per_second,
         // The latency distribution: (percentile, ms) pairs, for charts.
