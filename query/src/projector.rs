@@ -164,6 +164,10 @@ impl CatalogProjector {
             None => CatalogCheckpoint { replay: replay_end(&self.log).await?, ..CatalogCheckpoint::default() },
         };
         let mut reader = reader_at(&self.log, &checkpoint.position)?;
+        // Caught up once everything in the log at start is folded — or at the first
+        // idle poll, whichever comes first: under a steady write load a poll is never
+        // idle, and readiness must not wait for the load to stop.
+        let start_end = events_end(&self.log).await?;
         // The views this loop has committed, so that folding the next event of a
         // product needs no lookup in the index (a term query and a document read).
         let mut known: HashMap<String, ProductView> = HashMap::new();
@@ -222,6 +226,10 @@ impl CatalogProjector {
                 Ok::<_, ProjectorError>(())
             })
             .await??;
+            if checkpoint.position.covers(&start_end) && !self.stats.caught_up.swap(true, Ordering::Relaxed) {
+                self.stats.last_idle_ms.store(stockroom_topics::time::now_ms(), Ordering::Relaxed);
+                info!(position = %checkpoint.position, "catalog caught up with the log as it was at start");
+            }
             // Committed: these are the views the catalog now holds.
             if known.len() + pending.products.len() > KNOWN_VIEWS {
                 known.clear();
@@ -285,6 +293,15 @@ pub(crate) struct Target<'a> {
 /// The next offset of the `replay` topic.
 pub(crate) async fn replay_end(log: &EventLog) -> Result<u64, ProjectorError> {
     Ok(log.end_offset(Topic::Replay, Partition(0)).await?.0)
+}
+
+/// The end of every `events` partition now.
+pub(crate) async fn events_end(log: &EventLog) -> Result<Position, ProjectorError> {
+    let mut end = Position::new();
+    for p in 0..log.partitions(Topic::Events) {
+        end.set(Partition(p), log.end_offset(Topic::Events, Partition(p)).await?);
+    }
+    Ok(end)
 }
 
 /// A reader of every `events` partition from `position`.
