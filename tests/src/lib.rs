@@ -149,7 +149,7 @@ pub fn kafka_bootstrap() -> String {
             let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/kafka.sh");
             let status = Command::new(script).arg("start").status().expect("run scripts/kafka.sh");
             assert!(status.success(), "scripts/kafka.sh start failed");
-            "127.0.0.1:9092".into()
+            format!("127.0.0.1:{}", std::env::var("STOCKROOM_KAFKA_PORT").unwrap_or_else(|_| "9092".into()))
         })
         .clone()
 }
