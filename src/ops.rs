@@ -99,7 +99,10 @@ fn constrain(param: &mut Value) {
         ("header", "stockroom-min-position") => {
             json!({"type": "string", "pattern": "^([0-9]{1,10}:[0-9]{1,19}(,[0-9]{1,10}:[0-9]{1,19})*)?$"})
         }
-        ("header", "if-match") => json!({"type": "string", "pattern": "^ *(\\*|(W/)?\"[0-9]{1,19}\") *$"}),
+        // What the server takes: `*`, an entity tag (`"3"`, `W/"3"`) or the bare version (`3`).
+        ("header", "if-match") => {
+            json!({"type": "string", "pattern": "^ *(\\*|(W/)?\"[0-9]{1,19}\"|(W/)?[0-9]{1,19}) *$"})
+        }
         ("header", "idempotency-key") => json!({"type": "string", "pattern": "^[ -~]{1,255}$"}),
         _ => return,
     };
