@@ -414,3 +414,34 @@ async fn poison_records_go_to_the_dlq_and_the_partition_keeps_flowing() {
     }
     node.stop().await;
 }
+
+/// Readiness is "every partition this node owns serves", never "none registered
+/// yet": a node that has just been told its partitions is not ready until they serve.
+#[tokio::test]
+async fn a_node_is_not_ready_before_its_partitions_serve() {
+    use stockroom_command::processor::{PartitionState, Processor, ProcessorConfig};
+    use stockroom_command::store::StateStore;
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_log(dir.path());
+    let store = StateStore::open(&dir.path().join("state")).unwrap();
+    let processor =
+        Processor::new(log.clone(), store, ProcessorConfig { node_id: "ready".into(), ..Default::default() });
+    let tracker = tokio_util::task::TaskTracker::new();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let health = processor.health();
+    assert!(!health.ready(), "ready before it knows its partitions");
+    // On this single-threaded runtime the workers have not run yet.
+    processor.spawn((0..PARTITIONS).map(Partition), &tracker, cancel.clone());
+    assert!(!health.ready(), "ready before any partition serves: {:?}", health.snapshot());
+    let began = std::time::Instant::now();
+    while !health.ready() && began.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let states = health.snapshot();
+    assert_eq!(states.len(), PARTITIONS as usize);
+    assert!(states.values().all(|s| *s == PartitionState::Serving), "{states:?}");
+    cancel.cancel();
+    tracker.close();
+    tracker.wait().await;
+    log.close().await.unwrap();
+}

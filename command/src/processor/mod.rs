@@ -179,6 +179,10 @@ impl Processor {
         tracker: &TaskTracker,
         cancel: CancellationToken,
     ) {
+        let partitions: Vec<Partition> = partitions.into_iter().collect();
+        for &partition in &partitions {
+            self.shared.health.set(partition, PartitionState::CatchingUp);
+        }
         self.shared.health.set_assigned();
         for partition in partitions {
             let shared = self.shared.clone();
@@ -204,6 +208,11 @@ impl Processor {
                 match event {
                     Some(MembershipEvent::Assigned(partitions)) => {
                         info!(partitions = ?partitions.iter().map(|p| p.0).collect::<Vec<_>>(), "partitions assigned");
+                        // Known as catching up before the node says it knows its share:
+                        // readiness must never see "assigned" with these missing.
+                        for &p in &partitions {
+                            shared.health.set(p, PartitionState::CatchingUp);
+                        }
                         shared.health.set_assigned();
                         for p in partitions {
                             let token = cancel.child_token();
@@ -220,6 +229,8 @@ impl Processor {
                             if let Some(token) = owned.remove(&p) {
                                 token.cancel();
                             }
+                            // Its worker may not have started (waiting for the lock).
+                            shared.health.remove(p);
                         }
                     }
                     // The embedded shape assigns everything once; keep serving it.

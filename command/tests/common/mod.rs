@@ -38,13 +38,11 @@ pub async fn start_serving(log: EventLog, state_dir: &Path, node_id: &str, parti
     let client = CommandClient::start(log.clone(), node_id, &tracker, cancel.clone()).await.unwrap();
     processor.spawn(partitions.into_iter().map(Partition), &tracker, cancel.clone());
     let health = processor.health();
-    for _ in 0..500 {
-        if health.ready() {
-            break;
-        }
+    let began = std::time::Instant::now();
+    while !health.ready() && began.elapsed() < Duration::from_secs(5) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert!(health.ready(), "processor never became ready: {:?}", health.snapshot());
+    assert!(health.ready(), "processor {node_id} not ready after {:?}: {:?}", began.elapsed(), health.snapshot());
     Node { client, log, tracker, cancel }
 }
 
