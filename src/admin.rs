@@ -4,6 +4,7 @@
 //! `stockroom_query::rebuild`).
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use axum::Json;
 use axum::extract::State;
@@ -11,25 +12,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use stockroom_command::http::JsonBody;
+use stockroom_query::RebuildReport;
 use stockroom_query::http::Problem;
-use stockroom_query::{RebuildReport, RebuildStatus};
 use stockroom_topics::replay::{RebuildRequested, RebuildState, ReplayMessage, VIEWS};
-use stockroom_topics::{EventLog, Partition, Position, Topic};
-use tokio::sync::watch;
+use stockroom_topics::{EventLog, Partition, Topic};
 
-/// One view: its name, its applied position, and how many events it has applied.
-pub struct View {
-    pub name: &'static str,
-    pub applied: watch::Receiver<Position>,
-    pub events_applied: Arc<dyn Fn() -> u64 + Send + Sync>,
-    /// The view's rebuilds, if it can be rebuilt on request.
-    pub rebuilds: Option<Arc<RebuildStatus>>,
-}
-
-pub struct Views {
-    pub log: EventLog,
-    pub views: Vec<View>,
-}
+use crate::views::{Standing, Views};
 
 /// The latest rebuild of a view on this node.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -104,40 +92,33 @@ pub struct ViewsReport {
 #[utoipa::path(get, path = "/admin/views", tag = "admin",
     responses((status = 200, description = "every view of this node", body = ViewsReport)))]
 pub async fn views(State(views): State<Arc<Views>>) -> Response {
-    let mut ends = Vec::new();
-    for p in 0..views.log.partitions(Topic::Events) {
-        ends.push((Partition(p), views.log.end_offset(Topic::Events, Partition(p)).await.ok()));
+    let reports = views.standings().await.into_iter().map(|s| ViewReport::of(&s)).collect();
+    Json(ViewsReport { views: reports }).into_response()
+}
+
+impl ViewReport {
+    fn of(s: &Standing<'_>) -> ViewReport {
+        let rebuilds = s.view.rebuilds.as_ref();
+        let lag = s.total_lag();
+        ViewReport {
+            name: s.view.name,
+            state: if s.rebuilding() {
+                "rebuilding"
+            } else if lag == 0 {
+                "serving"
+            } else {
+                "catching-up"
+            },
+            position: s.position.to_string(),
+            lag,
+            events_applied: s.view.stats.events_applied.load(Ordering::Relaxed),
+            rebuild: s
+                .latest_rebuild
+                .as_ref()
+                .map(|r| RebuildView::of(r, rebuilds.map_or(0, |status| status.resumed_from.load(Ordering::Relaxed)))),
+            replay_answered: rebuilds.map(|r| r.answered.load(Ordering::Relaxed)),
+        }
     }
-    let status = views
-        .views
-        .iter()
-        .map(|v| {
-            let position = v.applied.borrow().clone();
-            let lag = ends.iter().filter_map(|(p, end)| end.map(|e| e.0.saturating_sub(position.get(*p).0))).sum();
-            let rebuild = v.rebuilds.as_ref().and_then(|r| r.latest());
-            let rebuilding = rebuild.as_ref().is_some_and(|r| r.state == RebuildState::Rebuilding);
-            ViewReport {
-                name: v.name,
-                state: if rebuilding {
-                    "rebuilding"
-                } else if lag == 0 {
-                    "serving"
-                } else {
-                    "catching-up"
-                },
-                position: position.to_string(),
-                lag,
-                events_applied: (v.events_applied)(),
-                rebuild: rebuild.as_ref().map(|r| {
-                    let resumed =
-                        v.rebuilds.as_ref().map_or(0, |s| s.resumed_from.load(std::sync::atomic::Ordering::Relaxed));
-                    RebuildView::of(r, resumed)
-                }),
-                replay_answered: v.rebuilds.as_ref().map(|r| r.answered.load(std::sync::atomic::Ordering::Relaxed)),
-            }
-        })
-        .collect();
-    Json(ViewsReport { views: status }).into_response()
 }
 
 /// What `POST /admin/replay` takes.

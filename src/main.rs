@@ -10,6 +10,7 @@ mod metrics;
 mod ops;
 mod replay;
 mod serve;
+mod views;
 
 use clap::Parser;
 

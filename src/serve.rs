@@ -1,11 +1,10 @@
 //! `stockroom serve`: every part in one process, meeting only through the log.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use anyhow::Context;
 use axum::Router;
-use stockroom_command::{CommandApi, CommandClient, Processor, ProcessorConfig, StateStore};
+use stockroom_command::{CommandApi, CommandClient, Processor, ProcessorConfig, ProcessorHealth, StateStore};
 use stockroom_query::stock::{StockApi, StockBook, StockProjector};
 use stockroom_query::{CatalogProjector, CatalogSlot, OrderBook, QueryApi, Rebuilder};
 use stockroom_topics::kafka::{self, KafkaConfig, KafkaLog, TopicSettings};
@@ -17,6 +16,7 @@ use utoipa::OpenApi;
 
 use crate::cli::{KafkaArgs, ServeArgs, TopicsCreateArgs};
 use crate::metrics::{self, Metrics};
+use crate::views::{View, Views};
 use crate::{admin, auth, limits, ops};
 
 /// Which parts a node runs.
@@ -73,104 +73,131 @@ async fn open_log(args: &ServeArgs, role: Role) -> anyhow::Result<EventLog> {
     }
 }
 
+/// What the parts of a node hand the HTTP server: routes, their OpenAPI, readiness
+/// checks, and the tasks to stop at shutdown.
+struct Node {
+    log: EventLog,
+    tracker: TaskTracker,
+    cancel: CancellationToken,
+    router: Router,
+    spec: utoipa::openapi::OpenApi,
+    checks: Vec<ops::Check>,
+}
+
+impl Node {
+    fn add_api(&mut self, router: Router, spec: utoipa::openapi::OpenApi) {
+        self.router = std::mem::take(&mut self.router).merge(router);
+        self.spec.merge(spec);
+    }
+}
+
 pub async fn serve(args: ServeArgs, role: Role) -> anyhow::Result<()> {
     let tokens = auth::Tokens::load(args.tokens_file.as_deref(), std::env::var("STOCKROOM_TOKENS").ok().as_deref())?;
     auth::check_exposure(&tokens, args.listen, args.insecure)?;
     let data = &args.data_dir;
     std::fs::create_dir_all(data).with_context(|| format!("cannot create the data directory {}", data.display()))?;
     let log = open_log(&args, role).await?;
-    let tracker = TaskTracker::new();
-    let cancel = CancellationToken::new();
-    let mut checks: Vec<ops::Check> = Vec::new();
-    let mut router = Router::new();
-    let mut spec = utoipa::openapi::OpenApi::default();
-    let mut state = None;
-    let mut metrics = Metrics {
+    let mut node = Node {
         log: log.clone(),
-        http: Default::default(),
-        processor: None,
-        projector: None,
-        rebuilds: None,
-        scrapes: Default::default(),
+        tracker: TaskTracker::new(),
+        cancel: CancellationToken::new(),
+        router: Router::new(),
+        spec: utoipa::openapi::OpenApi::default(),
+        checks: Vec::new(),
     };
-
+    let mut metrics = Metrics { log: log.clone(), http: Default::default(), processor: None, views: None };
+    let mut state = None;
     if role.writes() {
-        let store = StateStore::open(&data.join("state")).context("cannot open the state store")?;
-        let processor = Processor::new(
-            log.clone(),
-            store.clone(),
-            ProcessorConfig { node_id: args.node_id().to_owned(), ..ProcessorConfig::default() },
-        );
-        processor.follow(log.membership(&args.group_config())?, &tracker, cancel.clone());
-        let client = CommandClient::start(log.clone(), args.node_id(), &tracker, cancel.clone()).await?;
-        processor.answer_locally(client.clone());
-        router = router.merge(stockroom_command::router(CommandApi { client, write_timeout: args.write_timeout }));
-        spec.merge(stockroom_command::CommandApiDoc::openapi());
-        let health = processor.health();
-        metrics.processor = Some(health.clone());
-        checks.push(("command-processor", Arc::new(move || health.ready())));
+        let (store, health) = write_side(&args, &mut node).await?;
+        metrics.processor = Some(health);
         state = Some(store);
     }
     if role.reads() {
-        let catalog = Arc::new(CatalogSlot::open(data).context("cannot open the catalog index")?);
-        let (orders, orders_fresh) = OrderBook::open(&data.join("orders")).context("cannot open the orders view")?;
-        let orders = Arc::new(orders);
-        let (projector, applied) = CatalogProjector::new(log.clone(), catalog.clone(), orders.clone(), orders_fresh)?;
-        let projector_stats = projector.stats();
-        // Rebuilds on request (the replay topic), swapped in by the projector.
-        let rebuilder = Rebuilder::new(log.clone(), catalog.clone(), projector.swapper(), args.node_id());
-        let rebuilds = rebuilder.status();
-        metrics.projector = Some((projector_stats.clone(), applied.clone()));
-        metrics.rebuilds = Some(rebuilds.clone());
-        tracker.spawn(projector.run(cancel.clone()));
-        tracker.spawn(rebuilder.run(cancel.clone()));
-        router = router.merge(stockroom_query::router(QueryApi {
-            catalog,
-            orders,
-            applied: applied.clone(),
-            read_timeout: args.read_timeout,
-        }));
-        spec.merge(stockroom_query::QueryApiDoc::openapi());
-        // The stock view: a projector of its own, with its own store and checkpoint.
-        let book = Arc::new(StockBook::open(&data.join("stock")).context("cannot open the stock view")?);
-        let (stock, stock_applied) = StockProjector::new(log.clone(), book.clone())?;
-        let stock_stats = stock.stats();
-        tracker.spawn(stock.run(cancel.clone()));
-        let catalog_stats = projector_stats.clone();
-        let views = admin::Views {
-            log: log.clone(),
-            views: vec![
-                admin::View {
-                    name: "catalog",
-                    applied,
-                    events_applied: Arc::new(move || catalog_stats.events_applied.load(Ordering::Relaxed)),
-                    rebuilds: Some(rebuilds),
-                },
-                admin::View {
-                    name: "stock",
-                    applied: stock_applied.clone(),
-                    events_applied: Arc::new(move || stock_stats.events_applied.load(Ordering::Relaxed)),
-                    rebuilds: None,
-                },
-            ],
-        };
-        router = router.route("/admin/views", axum::routing::get(admin::views).with_state(Arc::new(views)));
-        let replay = admin::Replay { log: log.clone(), node: args.node_id().to_owned() };
-        router = router.route("/admin/replay", axum::routing::post(admin::replay).with_state(Arc::new(replay)));
-        spec.merge(admin::AdminApiDoc::openapi());
-        router = router.merge(stockroom_query::stock::router(StockApi {
-            book,
-            applied: stock_applied,
-            read_timeout: args.read_timeout,
-        }));
-        spec.merge(stockroom_query::stock::StockApiDoc::openapi());
-        checks.push(("catalog", Arc::new(move || projector_stats.caught_up.load(Ordering::Relaxed))));
+        metrics.views = Some(read_side(&args, &mut node)?);
     }
+    run_until_shutdown(&args, role, node, metrics, tokens).await?;
+    if let Some(state) = state {
+        state.flush()?;
+    }
+    info!("stopped");
+    Ok(())
+}
+
+/// The write side: this node's command processors (on the partitions the group gives
+/// it) and the command API.
+async fn write_side(args: &ServeArgs, node: &mut Node) -> anyhow::Result<(StateStore, Arc<ProcessorHealth>)> {
+    let log = &node.log;
+    let store = StateStore::open(&args.data_dir.join("state")).context("cannot open the state store")?;
+    let config = ProcessorConfig { node_id: args.node_id().to_owned(), ..ProcessorConfig::default() };
+    let processor = Processor::new(log.clone(), store.clone(), config);
+    processor.follow(log.membership(&args.group_config())?, &node.tracker, node.cancel.clone());
+    let client = CommandClient::start(log.clone(), args.node_id(), &node.tracker, node.cancel.clone()).await?;
+    processor.answer_locally(client.clone());
+    let api = CommandApi { client, write_timeout: args.write_timeout };
+    node.add_api(stockroom_command::router(api), stockroom_command::CommandApiDoc::openapi());
+    let health = processor.health();
+    let ready = health.clone();
+    node.checks.push(("command-processor", Arc::new(move || ready.ready())));
+    Ok((store, health))
+}
+
+/// The read side: every view's projector, registered once (readiness, metrics and
+/// `/admin/views` come from the registry), their read APIs, and rebuilds on request.
+fn read_side(args: &ServeArgs, node: &mut Node) -> anyhow::Result<Arc<Views>> {
+    let (log, data) = (&node.log.clone(), &args.data_dir);
+    let mut views = Views::new(log.clone());
+
+    // The catalog (and the orders view, folded by the same projector), rebuilt on
+    // request (the replay topic) and swapped in by the projector.
+    let catalog = Arc::new(CatalogSlot::open(data).context("cannot open the catalog index")?);
+    let (orders, orders_fresh) = OrderBook::open(&data.join("orders")).context("cannot open the orders view")?;
+    let orders = Arc::new(orders);
+    let (projector, applied) = CatalogProjector::new(log.clone(), catalog.clone(), orders.clone(), orders_fresh)?;
+    let rebuilder = Rebuilder::new(log.clone(), catalog.clone(), projector.swapper(), args.node_id());
+    views.register(View {
+        name: "catalog",
+        applied: applied.clone(),
+        stats: projector.stats(),
+        rebuilds: Some(rebuilder.status()),
+    });
+    node.tracker.spawn(projector.run(node.cancel.clone()));
+    node.tracker.spawn(rebuilder.run(node.cancel.clone()));
+    let api = QueryApi { catalog, orders, applied, read_timeout: args.read_timeout };
+    node.add_api(stockroom_query::router(api), stockroom_query::QueryApiDoc::openapi());
+
+    // The stock view: a projector of its own, with its own store and checkpoint.
+    let book = Arc::new(StockBook::open(&data.join("stock")).context("cannot open the stock view")?);
+    let (stock, applied) = StockProjector::new(log.clone(), book.clone())?;
+    views.register(View { name: "stock", applied: applied.clone(), stats: stock.stats(), rebuilds: None });
+    node.tracker.spawn(stock.run(node.cancel.clone()));
+    let api = StockApi { book, applied, read_timeout: args.read_timeout };
+    node.add_api(stockroom_query::stock::router(api), stockroom_query::stock::StockApiDoc::openapi());
+
+    node.checks.extend(views.checks());
+    let views = Arc::new(views);
+    let replay = Arc::new(admin::Replay { log: log.clone(), node: args.node_id().to_owned() });
+    let admin = Router::new()
+        .route("/admin/views", axum::routing::get(admin::views).with_state(views.clone()))
+        .route("/admin/replay", axum::routing::post(admin::replay).with_state(replay));
+    node.add_api(admin, admin::AdminApiDoc::openapi());
+    Ok(views)
+}
+
+/// Serves HTTP until SIGINT or SIGTERM, then stops every task and closes the log.
+async fn run_until_shutdown(
+    args: &ServeArgs,
+    role: Role,
+    node: Node,
+    metrics: Metrics,
+    tokens: auth::Tokens,
+) -> anyhow::Result<()> {
+    let Node { log, tracker, cancel, router, spec, checks } = node;
     let metrics = Arc::new(metrics);
     let router = router.route("/metrics", axum::routing::get(metrics::render).with_state(metrics.clone()));
     let limits = limits::Limits::new(args.max_concurrent_requests, args.request_timeout);
+    let open = tokens.is_empty();
     let app = app(router, spec, checks)
-        .layer(axum::middleware::from_fn_with_state(tokens.clone(), auth::authorize))
+        .layer(axum::middleware::from_fn_with_state(tokens, auth::authorize))
         .layer(axum::middleware::from_fn_with_state(limits, limits::enforce))
         .layer(axum::middleware::from_fn_with_state(metrics, metrics::track));
 
@@ -179,11 +206,11 @@ pub async fn serve(args: ServeArgs, role: Role) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
     // Where `stockroom replay --data-dir` finds this node.
-    let addr_file = data.join(crate::replay::ADDR_FILE);
+    let addr_file = args.data_dir.join(crate::replay::ADDR_FILE);
     if let Err(e) = std::fs::write(&addr_file, addr.to_string()) {
         tracing::warn!(file = %addr_file.display(), error = %e, "cannot record the listening address");
     }
-    info!(%addr, role = ?role, access = if tokens.is_empty() { "open" } else { "tokens" }, log = log.backend(), data_dir = %data.display(), partitions = log.partitions(Topic::Events), "listening");
+    info!(%addr, role = ?role, access = if open { "open" } else { "tokens" }, log = log.backend(), data_dir = %args.data_dir.display(), partitions = log.partitions(Topic::Events), "listening");
     axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
 
     info!("shutting down");
@@ -192,10 +219,6 @@ pub async fn serve(args: ServeArgs, role: Role) -> anyhow::Result<()> {
     tracker.close();
     tracker.wait().await;
     log.close().await?;
-    if let Some(state) = state {
-        state.flush()?;
-    }
-    info!("stopped");
     Ok(())
 }
 

@@ -1,9 +1,10 @@
 //! Stockroom's read side: views built from the event log, and the read API.
 //!
 //! Architecture invariant: a view is a pure function of the event log. Nothing here
-//! writes to the log or reads the command side's state; every view can be deleted
-//! and rebuilt by replaying the events, and each view's position in the log is
-//! committed atomically with its data.
+//! reads the command side's state or writes events; the only records the read side
+//! writes are rebuild progress on the `replay` topic and unreadable records to the
+//! dead-letter topic. Every view can be deleted and rebuilt from the events, and each
+//! view's position in the log is committed atomically with its data.
 
 pub mod catalog;
 pub mod http;

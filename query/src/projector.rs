@@ -79,7 +79,8 @@ pub enum ProjectorError {
     Join(#[from] tokio::task::JoinError),
 }
 
-/// Counters for /metrics and /admin/views.
+/// What every projector (every view) reports: counters for /metrics and
+/// /admin/views, and its readiness.
 #[derive(Debug, Default)]
 pub struct ProjectorStats {
     pub events_applied: AtomicU64,
@@ -91,6 +92,28 @@ pub struct ProjectorStats {
     pub caught_up: AtomicBool,
     /// When (ms since the epoch) the projector last found nothing more to read.
     pub last_idle_ms: std::sync::atomic::AtomicI64,
+}
+
+impl ProjectorStats {
+    /// A poll found nothing more to read: the view is at the log's head.
+    pub(crate) fn idle(&self, view: &str, position: &Position) {
+        self.last_idle_ms.store(stockroom_topics::time::now_ms(), Ordering::Relaxed);
+        if !self.caught_up.swap(true, Ordering::Relaxed) {
+            info!(view, %position, "view caught up with the log");
+        }
+    }
+
+    /// A batch is committed at `position`. Caught up once everything in the log at
+    /// start is folded — or at the first idle poll, whichever comes first: under a
+    /// steady write load a poll is never idle, and readiness must not wait for the
+    /// load to stop.
+    pub(crate) fn committed(&self, view: &str, position: &Position, start_end: &Position) {
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        if position.covers(start_end) && !self.caught_up.swap(true, Ordering::Relaxed) {
+            self.last_idle_ms.store(stockroom_topics::time::now_ms(), Ordering::Relaxed);
+            info!(view, %position, "view caught up with the log as it was at start");
+        }
+    }
 }
 
 pub struct CatalogProjector {
@@ -164,9 +187,7 @@ impl CatalogProjector {
             None => CatalogCheckpoint { replay: replay_end(&self.log).await?, ..CatalogCheckpoint::default() },
         };
         let mut reader = reader_at(&self.log, &checkpoint.position)?;
-        // Caught up once everything in the log at start is folded — or at the first
-        // idle poll, whichever comes first: under a steady write load a poll is never
-        // idle, and readiness must not wait for the load to stop.
+        // See `ProjectorStats::committed` for when the view counts as caught up.
         let start_end = events_end(&self.log).await?;
         // The views this loop has committed, so that folding the next event of a
         // product needs no lookup in the index (a term query and a document read).
@@ -194,10 +215,7 @@ impl CatalogProjector {
                 r = reader.poll(MAX_BATCH, Duration::from_millis(200)) => r?,
             };
             if first.is_empty() {
-                self.stats.last_idle_ms.store(stockroom_topics::time::now_ms(), Ordering::Relaxed);
-                if !self.stats.caught_up.swap(true, Ordering::Relaxed) {
-                    info!(position = %checkpoint.position, "catalog caught up with the log");
-                }
+                self.stats.idle("catalog", &checkpoint.position);
                 continue;
             }
             let mut pending = Pending::default();
@@ -226,16 +244,12 @@ impl CatalogProjector {
                 Ok::<_, ProjectorError>(())
             })
             .await??;
-            if checkpoint.position.covers(&start_end) && !self.stats.caught_up.swap(true, Ordering::Relaxed) {
-                self.stats.last_idle_ms.store(stockroom_topics::time::now_ms(), Ordering::Relaxed);
-                info!(position = %checkpoint.position, "catalog caught up with the log as it was at start");
-            }
+            self.stats.committed("catalog", &checkpoint.position, &start_end);
             // Committed: these are the views the catalog now holds.
             if known.len() + pending.products.len() > KNOWN_VIEWS {
                 known.clear();
             }
             known.extend(pending.products);
-            self.stats.commits.fetch_add(1, Ordering::Relaxed);
             debug!(records = folded, position = %checkpoint.position, "catalog committed");
             self.applied.send_replace(checkpoint.position.clone());
         }
@@ -296,7 +310,7 @@ pub(crate) async fn replay_end(log: &EventLog) -> Result<u64, ProjectorError> {
 }
 
 /// The end of every `events` partition now.
-pub(crate) async fn events_end(log: &EventLog) -> Result<Position, ProjectorError> {
+pub(crate) async fn events_end(log: &EventLog) -> Result<Position, stockroom_topics::LogError> {
     let mut end = Position::new();
     for p in 0..log.partitions(Topic::Events) {
         end.set(Partition(p), log.end_offset(Topic::Events, Partition(p)).await?);

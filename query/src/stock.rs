@@ -25,7 +25,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::Router;
@@ -42,7 +42,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::http::{Problem, one, wait_for_position, with_position};
-use crate::projector::supervise;
+use crate::projector::{ProjectorStats, events_end, supervise};
 use crate::view::{ProductView, ViewStatus, ViewUpdate};
 
 #[derive(Debug, thiserror::Error)]
@@ -165,14 +165,6 @@ impl StockBook {
     }
 }
 
-/// Counters for `/metrics`.
-#[derive(Debug, Default)]
-pub struct StockStats {
-    pub events_applied: AtomicU64,
-    pub gaps: AtomicU64,
-    pub unreadable: AtomicU64,
-}
-
 /// The most records folded into one batch.
 const MAX_BATCH: usize = 20_000;
 
@@ -180,7 +172,7 @@ pub struct StockProjector {
     log: EventLog,
     book: Arc<StockBook>,
     applied: watch::Sender<Position>,
-    stats: Arc<StockStats>,
+    stats: Arc<ProjectorStats>,
 }
 
 impl StockProjector {
@@ -189,7 +181,7 @@ impl StockProjector {
         Ok((StockProjector { log, book, applied, stats: Arc::default() }, rx))
     }
 
-    pub fn stats(&self) -> Arc<StockStats> {
+    pub fn stats(&self) -> Arc<ProjectorStats> {
         self.stats.clone()
     }
 
@@ -204,6 +196,7 @@ impl StockProjector {
             .map(|p| (Partition(p), checkpoint.position.get(Partition(p))))
             .collect();
         let mut reader = self.log.reader(Topic::Events, &from)?;
+        let start_end = events_end(&self.log).await?;
         info!(position = %checkpoint.position, "stock projector started");
         loop {
             let records = tokio::select! {
@@ -211,6 +204,7 @@ impl StockProjector {
                 r = reader.poll(MAX_BATCH, Duration::from_millis(200)) => r?,
             };
             if records.is_empty() {
+                self.stats.idle("stock", &checkpoint.position);
                 continue;
             }
             let mut products: HashMap<String, ProductView> = HashMap::new();
@@ -229,6 +223,7 @@ impl StockProjector {
             let changed: Vec<ProductView> = products.into_values().collect();
             tokio::task::spawn_blocking(move || book.write(changed, history, &cp)).await??;
             self.applied.send_replace(checkpoint.position.clone());
+            self.stats.committed("stock", &checkpoint.position, &start_end);
         }
     }
 

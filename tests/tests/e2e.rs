@@ -615,10 +615,15 @@ async fn openapi_docs_and_health(backend: Backend) {
     let views = s.get("/admin/views").await.expect(200).body;
     let names: Vec<&str> = views["views"].as_array().unwrap().iter().map(|v| v["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["catalog", "stock"], "{views}");
+    // Readiness and metrics cover the same views as /admin/views (one registry).
+    let ready = s.get("/health/readyz").await.expect(200).body;
     for v in views["views"].as_array().unwrap() {
+        let name = v["name"].as_str().unwrap();
         assert_eq!(v["state"], "serving", "{views}");
         assert_eq!(v["lag"], 0, "{views}");
         assert_eq!(v["events_applied"], 2, "{views}");
+        assert_eq!(ready["checks"][name], true, "{name} in {ready}");
+        assert!(metrics.contains(&format!("stockroom_{name}_lag{{")), "{name} in {metrics}");
     }
     assert!(value("stockroom_http_request_duration_seconds_count{route=\"/products/{sku}/stock/receipts\"}") >= 1.0);
     s.stop().await;
