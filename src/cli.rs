@@ -251,19 +251,14 @@ impl ServeArgs {
     }
 }
 
+/// A duration as people write it (`250ms`, `5s`, `2m`, `1h 30m`: `humantime`'s
+/// syntax); a bare number is seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let (number, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
-        Some(i) => s.split_at(i),
-        None => (s, "s"),
-    };
-    let n: u64 = number.parse().map_err(|_| format!("{s:?} is not a duration like 250ms, 5s or 2m"))?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(n)),
-        "s" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        _ => Err(format!("{s:?}: unknown unit {unit:?} (use ms, s or m)")),
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
     }
+    humantime::parse_duration(s).map_err(|e| format!("{s:?} is not a duration like 250ms, 5s or 2m ({e})"))
 }
 
 pub fn init_tracing(args: &LogArgs) {
@@ -329,8 +324,23 @@ mod tests {
         assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
         assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert!(parse_duration("5h").is_err());
+        assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
+        assert!(parse_duration("5x").is_err());
         assert!(parse_duration("abc").is_err());
+    }
+
+    /// The help of `topics create` names every topic it creates: a new topic cannot
+    /// be added without its help saying so.
+    #[test]
+    fn topics_create_help_lists_every_topic() {
+        use clap::CommandFactory;
+        let mut cli = Cli::command();
+        let topics = cli.find_subcommand_mut("topics").expect("a topics command");
+        let create = topics.find_subcommand_mut("create").expect("topics create");
+        let help = create.get_about().map(|a| a.to_string()).unwrap_or_default();
+        for topic in stockroom_topics::Topic::ALL {
+            assert!(help.contains(topic.suffix()), "`topics create --help` does not name {:?}: {help}", topic.suffix());
+        }
     }
 
     #[test]
