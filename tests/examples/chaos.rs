@@ -44,11 +44,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use stockroom_domain::product::ProductEventBody;
-use stockroom_tests::history::{Brokers, kafka_backend};
+use stockroom_tests::history::{Brokers, admitted_product_events, kafka_backend};
 use stockroom_tests::{Backend, Server, data_dir, gtin14};
-use stockroom_topics::events::{LogEntry, decode_entry, envelope_of};
 use stockroom_topics::kafka::{KafkaConfig, KafkaLog};
-use stockroom_topics::{Admission, EmbeddedLog, EventLog, FenceTracker, Offset, Partition, Topic, TopicNames};
+use stockroom_topics::{EmbeddedLog, EventLog, TopicNames};
 
 struct Args {
     seconds: u64,
@@ -237,69 +236,47 @@ struct Folded {
 
 async fn fold_log(log: &EventLog) -> Folded {
     let mut f = Folded::default();
-    let mut fences = FenceTracker::default();
-    let partitions = log.partitions(Topic::Events);
-    for p in 0..partitions {
-        let end = log.end_offset(Topic::Events, Partition(p)).await.unwrap();
-        if end.0 == 0 {
-            continue;
+    for event in admitted_product_events(log).await {
+        let sku = event.sku.as_str().to_owned();
+        let current = f.products.get(&sku).cloned();
+        let version = current.as_ref().map_or(0, |c| c.0);
+        if event.version <= version {
+            continue; // a redelivered event: every reader skips it
         }
-        let mut reader = log.reader(Topic::Events, &[(Partition(p), Offset(0))]).unwrap();
-        let mut next = 0;
-        while next < end.0 {
-            for record in reader.poll(10_000, Duration::from_secs(5)).await.unwrap() {
-                next = record.offset.0 + 1;
-                let Ok(env) = envelope_of(&record) else { continue };
-                if fences.admit(record.partition, &env) != Admission::Current {
-                    continue;
+        f.events += 1;
+        *f.applied.entry(event.command_id.as_str().to_owned()).or_default() += 1;
+        let (_, mut on_hand, mut reserved, mut gtin) = current.clone().unwrap_or((0, 0, 0, None));
+        let mut signed_on_hand = on_hand as i128;
+        match &event.body {
+            ProductEventBody::ProductRegistered { details, initial_stock } => {
+                if current.is_some() {
+                    f.sku_dupes += 1;
                 }
-                let Ok(LogEntry::Product(event)) = decode_entry(&env, &record) else { continue };
-                let sku = event.sku.as_str().to_owned();
-                let current = f.products.get(&sku).cloned();
-                let version = current.as_ref().map_or(0, |c| c.0);
-                if event.version <= version {
-                    continue; // a redelivered event: every reader skips it
-                }
-                f.events += 1;
-                *f.applied.entry(event.command_id.as_str().to_owned()).or_default() += 1;
-                let (_, mut on_hand, mut reserved, mut gtin) = current.clone().unwrap_or((0, 0, 0, None));
-                let mut signed_on_hand = on_hand as i128;
-                match &event.body {
-                    ProductEventBody::ProductRegistered { details, initial_stock } => {
-                        if current.is_some() {
-                            f.sku_dupes += 1;
-                        }
-                        signed_on_hand = *initial_stock as i128;
-                        reserved = 0;
-                        gtin = details.gtin.as_ref().map(|g| g.canonical());
-                    }
-                    ProductEventBody::DetailsUpdated { details, .. } => {
-                        gtin = details.gtin.as_ref().map(|g| g.canonical())
-                    }
-                    ProductEventBody::StockReceived { quantity, .. } => signed_on_hand += *quantity as i128,
-                    ProductEventBody::StockAdjusted { delta, .. } => signed_on_hand += *delta as i128,
-                    ProductEventBody::StockReserved { quantity, .. } => reserved += quantity,
-                    ProductEventBody::ReservationConfirmed { quantity, .. } => {
-                        signed_on_hand -= *quantity as i128;
-                        reserved = reserved.saturating_sub(*quantity);
-                    }
-                    ProductEventBody::ReservationReleased { quantity, .. } => {
-                        reserved = reserved.saturating_sub(*quantity)
-                    }
-                    _ => {}
-                }
-                if signed_on_hand < 0 || (reserved as i128) > signed_on_hand {
-                    f.negative += 1;
-                }
-                on_hand = signed_on_hand.max(0) as u64;
-                if let Some(g) = &gtin
-                    && f.products.iter().any(|(s, p)| *s != sku && p.3.as_ref() == Some(g))
-                {
-                    f.gtin_dupes += 1;
-                }
-                f.products.insert(sku, (event.version, on_hand, reserved, gtin));
+                signed_on_hand = *initial_stock as i128;
+                reserved = 0;
+                gtin = details.gtin.as_ref().map(|g| g.canonical());
             }
+            ProductEventBody::DetailsUpdated { details, .. } => gtin = details.gtin.as_ref().map(|g| g.canonical()),
+            ProductEventBody::StockReceived { quantity, .. } => signed_on_hand += *quantity as i128,
+            ProductEventBody::StockAdjusted { delta, .. } => signed_on_hand += *delta as i128,
+            ProductEventBody::StockReserved { quantity, .. } => reserved += quantity,
+            ProductEventBody::ReservationConfirmed { quantity, .. } => {
+                signed_on_hand -= *quantity as i128;
+                reserved = reserved.saturating_sub(*quantity);
+            }
+            ProductEventBody::ReservationReleased { quantity, .. } => reserved = reserved.saturating_sub(*quantity),
+            _ => {}
         }
+        if signed_on_hand < 0 || (reserved as i128) > signed_on_hand {
+            f.negative += 1;
+        }
+        on_hand = signed_on_hand.max(0) as u64;
+        if let Some(g) = &gtin
+            && f.products.iter().any(|(s, p)| *s != sku && p.3.as_ref() == Some(g))
+        {
+            f.gtin_dupes += 1;
+        }
+        f.products.insert(sku, (event.version, on_hand, reserved, gtin));
     }
     f
 }
@@ -451,13 +428,18 @@ impl Nodes {
     }
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
-    let mut args = args();
+/// Where the run's log lives: the embedded log, the local broker (which the run may
+/// restart) or a three-broker cluster it starts (dropping it stops it, also when the
+/// run panics). Drops the faults the backend cannot take.
+struct Setup {
+    backend: Backend,
+    prefix: String,
+    brokers: Option<Brokers>,
+}
+
+fn setup(args: &mut Args) -> Setup {
     let prefix = format!("chaos-{}", std::process::id());
-    // The cluster (dropping it stops it, also when the run panics).
     let mut brokers = None;
-    // The port of the single local broker, which this run may restart.
     let mut local_port = None;
     let backend = if args.cluster {
         let cluster = tokio::task::block_in_place(|| Brokers::start_fresh(Brokers::port()));
@@ -484,15 +466,11 @@ async fn main() {
         eprintln!("no broker kills: they need the three-broker cluster (--cluster)");
         args.broker_kills = 0;
     }
-    let mut nodes = Nodes::start(backend.clone()).await;
-    let base: Base = Arc::new(RwLock::new(nodes.writer().url("")));
-    let stop = Arc::new(AtomicBool::new(false));
-    let ops = Arc::new(Mutex::new(Vec::new()));
-    let clients: Vec<_> =
-        (0..args.clients).map(|i| tokio::spawn(client(i, base.clone(), stop.clone(), ops.clone()))).collect();
+    Setup { backend, prefix, brokers }
+}
 
-    // The faults, in a random order, spread over the run.
-    let mut rng = Rng(0x5eed_1234_abcd_ef01);
+/// The faults, in a random order.
+fn shuffled_faults(args: &Args, rng: &mut Rng) -> Vec<Fault> {
     let mut faults: Vec<Fault> = std::iter::repeat_n(Fault::KillWriter, args.kills)
         .chain(std::iter::repeat_n(Fault::KillQuery, args.query_kills))
         .chain(std::iter::repeat_n(Fault::RestartBroker, args.broker_restarts))
@@ -502,40 +480,53 @@ async fn main() {
     for i in (1..faults.len()).rev() {
         faults.swap(i, rng.below(i as u64 + 1) as usize);
     }
-    let started = Instant::now();
-    let run = Duration::from_secs(args.seconds);
-    let (mut writer_kills, mut query_kills, mut broker_restarts, mut rebuilds) = (0, 0, 0, 0);
-    let mut broker_kills: Vec<BrokerKill> = Vec::new();
-    // When each broker restart began, and when the broker served again.
-    let mut restarts: Vec<(Instant, Instant)> = Vec::new();
-    let planned = faults.len();
-    for (i, fault) in faults.into_iter().enumerate() {
-        // The time left, shared among the faults left: a slow fault (a broker
-        // restart) shortens the gaps after it rather than crowding faults out.
-        let gap = run.saturating_sub(started.elapsed()).as_millis() as u64 / (planned - i + 1) as u64;
-        tokio::time::sleep(Duration::from_millis(gap / 2 + rng.below(gap.max(1)))).await;
-        if started.elapsed() >= run {
-            break;
+    faults
+}
+
+/// What the faults did.
+#[derive(Default)]
+struct Injected {
+    writer_kills: usize,
+    query_kills: usize,
+    broker_restarts: usize,
+    rebuilds: usize,
+    broker_kills: Vec<BrokerKill>,
+    /// When each broker restart began, and when the broker served again.
+    restarts: Vec<(Instant, Instant)>,
+}
+
+/// The nodes under fault, the clients' address, and what has been done to them.
+struct Chaos<'a> {
+    setup: &'a Setup,
+    nodes: Nodes,
+    base: Base,
+    rng: Rng,
+    done: Injected,
+}
+
+impl Chaos<'_> {
+    /// Kills or restarts the query node; the clients wait while the only node is down.
+    async fn restart_query(&mut self) {
+        if self.nodes.query.is_none() {
+            self.base.write().unwrap().clear();
         }
-        eprintln!("chaos: {fault:?} at {:.1} s", started.elapsed().as_secs_f64());
+        self.nodes.restart_query().await;
+        *self.base.write().unwrap() = self.nodes.writer().url("");
+        self.done.query_kills += 1;
+    }
+
+    async fn inject(&mut self, fault: Fault) {
         match fault {
             Fault::KillWriter => {
-                base.write().unwrap().clear();
-                nodes.restart_writer().await;
-                *base.write().unwrap() = nodes.writer().url("");
-                writer_kills += 1;
+                self.base.write().unwrap().clear();
+                self.nodes.restart_writer().await;
+                *self.base.write().unwrap() = self.nodes.writer().url("");
+                self.done.writer_kills += 1;
             }
-            Fault::KillQuery => {
-                if nodes.query.is_none() {
-                    base.write().unwrap().clear();
-                }
-                nodes.restart_query().await;
-                *base.write().unwrap() = nodes.writer().url("");
-                query_kills += 1;
-            }
+            Fault::KillQuery => self.restart_query().await,
             Fault::RestartBroker => {
                 let began = Instant::now();
-                tokio::task::block_in_place(|| match &brokers {
+                tokio::task::block_in_place(|| match &self.setup.brokers {
                     Some(cluster) => cluster.restart(),
                     None => {
                         let status =
@@ -543,49 +534,56 @@ async fn main() {
                         assert!(status.success(), "scripts/kafka.sh restart failed");
                     }
                 });
-                restarts.push((began, Instant::now()));
-                broker_restarts += 1;
+                self.done.restarts.push((began, Instant::now()));
+                self.done.broker_restarts += 1;
             }
             Fault::KillBroker => {
-                let cluster = brokers.as_ref().expect("broker kills run on the cluster");
-                let kill = kill_a_leader(cluster, &prefix, &mut rng).await;
+                let cluster = self.setup.brokers.as_ref().expect("broker kills run on the cluster");
+                let kill = kill_a_leader(cluster, &self.setup.prefix, &mut self.rng).await;
                 eprintln!(
                     "broker kill {}: node {} (leader of events partitions {:?}) down {:.1} s, serving again {:.1} s after its start",
-                    broker_kills.len() + 1,
+                    self.done.broker_kills.len() + 1,
                     kill.node,
                     kill.led,
                     kill.down.as_secs_f64(),
                     kill.restart.as_secs_f64()
                 );
-                broker_kills.push(kill);
+                self.done.broker_kills.push(kill);
             }
             Fault::RebuildThenKill => {
-                let asked = nodes.query().post("/admin/replay", json!({"view": "catalog"})).await;
+                let asked = self.nodes.query().post("/admin/replay", json!({"view": "catalog"})).await;
                 if asked.status.as_u16() == 202 {
-                    rebuilds += 1;
+                    self.done.rebuilds += 1;
                 }
-                tokio::time::sleep(Duration::from_millis(rng.below(150))).await;
-                if nodes.query.is_none() {
-                    base.write().unwrap().clear();
-                }
-                nodes.restart_query().await;
-                *base.write().unwrap() = nodes.writer().url("");
-                query_kills += 1;
+                tokio::time::sleep(Duration::from_millis(self.rng.below(150))).await;
+                self.restart_query().await;
             }
         }
     }
-    while started.elapsed() < run {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    // Give the clients a moment to get answers for what is in flight, then stop them.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    stop.store(true, Ordering::Relaxed);
-    for c in clients {
-        c.await.unwrap();
-    }
-    let kills = writer_kills;
 
-    // The views, after a clean restart, for every SKU.
+    /// The faults, spread over `run`: the time left is shared among the faults left,
+    /// so a slow fault (a broker restart) shortens the gaps after it rather than
+    /// crowding faults out.
+    async fn run(&mut self, faults: Vec<Fault>, run: Duration) {
+        let started = Instant::now();
+        let planned = faults.len();
+        for (i, fault) in faults.into_iter().enumerate() {
+            let gap = run.saturating_sub(started.elapsed()).as_millis() as u64 / (planned - i + 1) as u64;
+            tokio::time::sleep(Duration::from_millis(gap / 2 + self.rng.below(gap.max(1)))).await;
+            if started.elapsed() >= run {
+                break;
+            }
+            eprintln!("chaos: {fault:?} at {:.1} s", started.elapsed().as_secs_f64());
+            self.inject(fault).await;
+        }
+        while started.elapsed() < run {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Every SKU's view after a clean restart of the node serving reads.
+async fn final_views(nodes: Nodes, backend: &Backend) -> (BTreeMap<String, Value>, tempfile::TempDir) {
     let Nodes { writer, query, writer_dir, query_dir, .. } = nodes;
     let _ = writer.expect("the writer runs").stop().await;
     let (sub, dir) = match query {
@@ -596,7 +594,7 @@ async fn main() {
         None => ("serve", writer_dir.path()),
     };
     // Ready means the catalog has caught up with the log's head, which holds every write.
-    let server = Server::node_supervised(&backend, sub, dir, &[], 5).await;
+    let server = Server::node_supervised(backend, sub, dir, &[], 5).await;
     let mut views = BTreeMap::new();
     for s in 0..SKUS {
         let a = server.get(&format!("/products/CH-{s}")).await;
@@ -605,25 +603,12 @@ async fn main() {
         }
     }
     let _ = server.stop().await;
+    (views, writer_dir)
+}
 
-    let log = open_log(&backend, writer_dir.path()).await;
-    let folded = fold_log(&log).await;
-    let _ = log.close().await;
-    if let Some(cluster) = brokers.take() {
-        tokio::task::block_in_place(|| cluster.stop());
-    }
-
-    let ops = ops.lock().unwrap().clone();
-    let acked: Vec<&String> = ops
-        .iter()
-        .filter_map(|o| if let Outcome::Ok { command_id } = &o.outcome { Some(command_id) } else { None })
-        .collect();
-    let lost = acked.iter().filter(|id| !folded.applied.contains_key(id.as_str())).count();
-    let duplicated = folded.applied.values().filter(|n| **n > 1).count();
-    let unknown = ops.iter().filter(|o| matches!(o.outcome, Outcome::Unknown)).count();
-    let retried = ops.iter().filter(|o| o.retries > 0 && !matches!(o.outcome, Outcome::Unknown)).count();
-    let rejected = ops.iter().filter(|o| matches!(o.outcome, Outcome::Rejected)).count();
-    let mut view_diffs = 0;
+/// Views that differ from the log's fold (or exist without a product in the log).
+fn view_diffs(views: &BTreeMap<String, Value>, folded: &Folded) -> usize {
+    let mut diffs = 0;
     let skus: HashSet<&String> = folded.products.keys().collect();
     for sku in &skus {
         let (version, on_hand, reserved, _) = &folded.products[sku.as_str()];
@@ -633,7 +618,7 @@ async fn main() {
                 && v["stock"]["reserved"] == json!(reserved)
         });
         if !ok {
-            view_diffs += 1;
+            diffs += 1;
             eprintln!(
                 "view of {sku} differs from the log: {:?} vs {:?}",
                 views.get(sku.as_str()),
@@ -641,22 +626,26 @@ async fn main() {
             );
         }
     }
-    view_diffs += views.keys().filter(|s| !skus.contains(s)).count();
-    // Per broker kill: how long until every partition had acknowledged a write first
-    // sent after it ("never": not before the run ended). Per restart (graceful: the
-    // broker answers until it stops): how long the restart took, and from then until
-    // every partition had acknowledged a write first sent after it.
+    diffs + views.keys().filter(|s| !skus.contains(s)).count()
+}
+
+/// Per broker kill: how long until every partition had acknowledged a write first
+/// sent after it ("never": not before the run ended). Per restart (graceful: the
+/// broker answers until it stops): how long the restart took, and from then until
+/// every partition had acknowledged a write first sent after it.
+fn recoveries(ops: &[Op], done: &Injected) -> (Vec<String>, Vec<String>) {
     let slowest = |since: Instant| {
-        let per_partition = recovery(&ops, since);
+        let per_partition = recovery(ops, since);
         let all = per_partition.values().try_fold(Duration::ZERO, |m, d| d.map(|d| m.max(d)));
         (per_partition, all)
     };
-    let restart_recoveries: Vec<String> = restarts
+    let restarts = done
+        .restarts
         .iter()
         .map(|(began, back)| format!("{:.1}s+{}", (*back - *began).as_secs_f64(), seconds(slowest(*back).1)))
         .collect();
-    let mut recoveries = Vec::new();
-    for (i, kill) in broker_kills.iter().enumerate() {
+    let mut kills = Vec::new();
+    for (i, kill) in done.broker_kills.iter().enumerate() {
         let (per_partition, all) = slowest(kill.at);
         let detail: Vec<String> = per_partition.iter().map(|(p, d)| format!("p{p} {}", seconds(*d))).collect();
         eprintln!(
@@ -668,41 +657,96 @@ async fn main() {
             kill.restart.as_secs_f64(),
             detail.join(", ")
         );
-        recoveries.push(seconds(all));
+        kills.push(seconds(all));
     }
+    (restarts, kills)
+}
+
+/// Prints the run's line; the number of violations.
+fn report(args: &Args, ops: &[Op], done: &Injected, folded: &Folded, view_diffs: usize) -> usize {
+    let acked = ops.iter().filter(|o| matches!(o.outcome, Outcome::Ok { .. })).count();
+    let lost = ops
+        .iter()
+        .filter(
+            |o| matches!(&o.outcome, Outcome::Ok { command_id } if !folded.applied.contains_key(command_id.as_str())),
+        )
+        .count();
+    let duplicated = folded.applied.values().filter(|n| **n > 1).count();
+    let unknown = ops.iter().filter(|o| matches!(o.outcome, Outcome::Unknown)).count();
+    let retried = ops.iter().filter(|o| o.retries > 0 && !matches!(o.outcome, Outcome::Unknown)).count();
+    let rejected = ops.iter().filter(|o| matches!(o.outcome, Outcome::Rejected)).count();
+    let (restart_recoveries, kill_recoveries) = recoveries(ops, done);
     let violations = lost
         + duplicated
         + folded.sku_dupes as usize
         + folded.gtin_dupes as usize
         + folded.negative as usize
         + view_diffs;
+    let backend = if args.cluster {
+        "kafka-cluster"
+    } else if args.kafka {
+        "kafka"
+    } else {
+        "embedded"
+    };
     println!(
-        "chaos backend={} seconds={} clients={} kills={kills} query_kills={query_kills} rebuilds={rebuilds} \
-         broker_restarts={broker_restarts} restart_recovery=[{}] broker_kills={} kill_recovery=[{}] requests={} \
-         acknowledged={} \
+        "chaos backend={backend} seconds={} clients={} kills={} query_kills={} rebuilds={} \
+         broker_restarts={} restart_recovery=[{}] broker_kills={} kill_recovery=[{}] requests={} \
+         acknowledged={acked} \
          rejected={rejected} events={} lost={lost} duplicated={duplicated} sku_dupes={} gtin_dupes={} negative={} \
          view_diffs={view_diffs} unknown={unknown} retried_then_answered={retried} -> {}",
-        if args.cluster {
-            "kafka-cluster"
-        } else if args.kafka {
-            "kafka"
-        } else {
-            "embedded"
-        },
         args.seconds,
         args.clients,
+        done.writer_kills,
+        done.query_kills,
+        done.rebuilds,
+        done.broker_restarts,
         restart_recoveries.join(","),
-        broker_kills.len(),
-        recoveries.join(","),
+        done.broker_kills.len(),
+        kill_recoveries.join(","),
         ops.len(),
-        acked.len(),
         folded.events,
         folded.sku_dupes,
         folded.gtin_dupes,
         folded.negative,
         if violations == 0 { "OK" } else { "VIOLATIONS" },
     );
-    if violations > 0 {
+    violations
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let mut args = args();
+    let mut setup = setup(&mut args);
+    let nodes = Nodes::start(setup.backend.clone()).await;
+    let base: Base = Arc::new(RwLock::new(nodes.writer().url("")));
+    let stop = Arc::new(AtomicBool::new(false));
+    let ops = Arc::new(Mutex::new(Vec::new()));
+    let clients: Vec<_> =
+        (0..args.clients).map(|i| tokio::spawn(client(i, base.clone(), stop.clone(), ops.clone()))).collect();
+
+    let mut rng = Rng(0x5eed_1234_abcd_ef01);
+    let faults = shuffled_faults(&args, &mut rng);
+    let mut chaos = Chaos { setup: &setup, nodes, base, rng, done: Injected::default() };
+    chaos.run(faults, Duration::from_secs(args.seconds)).await;
+    let Chaos { nodes, done, .. } = chaos;
+    // Give the clients a moment to get answers for what is in flight, then stop them.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.await.unwrap();
+    }
+
+    let (views, writer_dir) = final_views(nodes, &setup.backend).await;
+    let log = open_log(&setup.backend, writer_dir.path()).await;
+    let folded = fold_log(&log).await;
+    let _ = log.close().await;
+    if let Some(cluster) = setup.brokers.take() {
+        tokio::task::block_in_place(|| cluster.stop());
+    }
+    let ops = ops.lock().unwrap().clone();
+    let diffs = view_diffs(&views, &folded);
+    if report(&args, &ops, &done, &folded, diffs) > 0 {
         std::process::exit(1);
     }
 }

@@ -404,23 +404,8 @@ async fn freshness_loop(base: String, run: u64, started: Instant, seconds: u64) 
     Freshness { from_request, from_ack }
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
-    let args = args();
-    let run = std::process::id() as u64;
-    let target = Arc::new(match (&args.url, &args.postgres) {
-        (Some(url), _) => Target::Http {
-            client: reqwest::Client::builder().pool_max_idle_per_host(args.clients * 2).build().expect("client"),
-            base: url.trim_end_matches('/').to_owned(),
-        },
-        (_, Some(conn)) => Target::Postgres(pg::Client::connect(conn, args.clients).await),
-        _ => unreachable!(),
-    });
-    if args.schema_only {
-        return; // connecting created it
-    }
-
-    // The catalog, registered from every client at once.
+/// Registers the catalog from every client at once; the registrations per second.
+async fn register_catalog(target: &Arc<Target>, args: &Args, run: u64) -> f64 {
     let registered = Instant::now();
     let next = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
@@ -441,13 +426,130 @@ async fn main() {
     }
     let register_rate = args.products as f64 / registered.elapsed().as_secs_f64();
     eprintln!("[{}] registered {} products at {register_rate:.0}/s", args.label, args.products);
+    register_rate
+}
 
-    let pids = match &args.cpu_comm {
-        Some(comm) => pids_named(comm),
-        None => args.cpu_pids.clone(),
-    };
-    let cpu_before = cpu_seconds(&pids);
-    let cpu_each_before: Vec<Option<(u64, f64)>> = args.cpu_pids.iter().map(|p| process_cpu(*p)).collect();
+/// CPU seconds of the measured processes: all of them (`--cpu-comm` or
+/// `--cpu-pids`), and each of `--cpu-pids`.
+struct CpuMeter {
+    pids: Vec<u32>,
+    before: f64,
+    each_before: Vec<Option<(u64, f64)>>,
+}
+
+impl CpuMeter {
+    fn start(args: &Args) -> CpuMeter {
+        let pids = match &args.cpu_comm {
+            Some(comm) => pids_named(comm),
+            None => args.cpu_pids.clone(),
+        };
+        let before = cpu_seconds(&pids);
+        CpuMeter { pids, before, each_before: args.cpu_pids.iter().map(|p| process_cpu(*p)).collect() }
+    }
+
+    /// CPU seconds used since `start` by all (None when unknown) and by each.
+    fn stop(&self, args: &Args) -> (Option<f64>, Vec<Option<f64>>) {
+        // Postgres forks a backend per connection: count them all, including new ones.
+        let after = match &args.cpu_comm {
+            Some(comm) => cpu_seconds(&pids_named(comm)),
+            None => cpu_seconds(&self.pids),
+        };
+        // A process that exited or restarted during the run (a broker restarted by
+        // someone else) cannot be measured: its share, and the sum, are unknown.
+        let each: Vec<Option<f64>> = args
+            .cpu_pids
+            .iter()
+            .zip(&self.each_before)
+            .map(|(p, before)| match (before, process_cpu(*p)) {
+                (Some((start, before)), Some((same, after))) if *start == same => Some(after - before),
+                _ => {
+                    eprintln!("[{}] process {p} exited or restarted during the run: its CPU is unknown", args.label);
+                    None
+                }
+            })
+            .collect();
+        let all = (!self.pids.is_empty() && each.iter().all(Option::is_some)).then_some(after - self.before);
+        (all, each)
+    }
+}
+
+/// The run's JSON line (and its summary on stderr).
+fn summary(args: &Args, t: &Totals, elapsed: f64, register_rate: f64, cpu: (Option<f64>, Vec<Option<f64>>)) -> Value {
+    let commands = t.commands.len();
+    let rate = commands as f64 / elapsed;
+    let per_1000 = |s: f64| if commands == 0 { Value::Null } else { json!(s * 1_000.0 / commands as f64) };
+    let cpu_per_1000 = cpu.0.map_or(Value::Null, per_1000);
+    eprintln!(
+        "[{}] {commands} commands in {elapsed:.1} s = {rate:.0}/s  p50 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms; \
+         {} searches p50 {:.2} ms p99 {:.2} ms; {} rejected, {} errors; cpu-s/1000 commands {cpu_per_1000}",
+        args.label,
+        ms(&t.commands, 0.5),
+        ms(&t.commands, 0.99),
+        ms(&t.commands, 0.999),
+        t.searches.len(),
+        ms(&t.searches, 0.5),
+        ms(&t.searches, 0.99),
+        t.rejected,
+        t.errors,
+    );
+    let distribution: Vec<Value> = [50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.99, 100.0]
+        .iter()
+        .map(|q: &f64| json!([q, ms(&t.commands, q / 100.0)]))
+        .collect();
+    json!({
+        "label": args.label, "target": if args.url.is_some() { "stockroom" } else { "postgres" },
+        "clients": args.clients, "offered_rate": args.rate, "seconds": elapsed,
+        "products": args.products, "register_per_s": register_rate,
+        "commands": commands, "commands_per_s": rate, "rejected": t.rejected, "errors": t.errors,
+        "p50_ms": ms(&t.commands, 0.5), "p99_ms": ms(&t.commands, 0.99), "p999_ms": ms(&t.commands, 0.999),
+        "max_ms": t.commands.max() as f64 / 1_000.0,
+        "searches": t.searches.len(), "searches_per_s": t.searches.len() as f64 / elapsed,
+        "search_p50_ms": ms(&t.searches, 0.5), "search_p99_ms": ms(&t.searches, 0.99),
+        "cpu_s_per_1000_commands": cpu_per_1000,
+        // Each of --cpu-pids on its own, in the order given.
+        "cpu_s_per_1000_commands_each": cpu.1.iter().map(|s| s.map_or(Value::Null, per_1000)).collect::<Vec<_>>(),
+        "per_second": t.per_second,
+        // The latency distribution: (percentile, ms) pairs, for charts.
+        "distribution": distribution,
+    })
+}
+
+/// Freshness as the run's JSON reports it (and its summary on stderr).
+fn freshness_summary(label: &str, f: &Freshness) -> Value {
+    let (r, a) = (&f.from_request, &f.from_ack);
+    eprintln!(
+        "[{label}] write -> searchable, {} samples: from the request p50 {:.2} ms p99 {:.2} ms; \
+         from the acknowledgement p50 {:.2} ms p99 {:.2} ms",
+        r.len(),
+        ms(r, 0.5),
+        ms(r, 0.99),
+        ms(a, 0.5),
+        ms(a, 0.99)
+    );
+    // p50_ms/p99_ms/max_ms count from the request; after_ack_* from the acknowledgement.
+    json!({"samples": r.len(), "p50_ms": ms(r, 0.5), "p99_ms": ms(r, 0.99),
+        "max_ms": r.max() as f64 / 1_000.0, "after_ack_p50_ms": ms(a, 0.5), "after_ack_p99_ms": ms(a, 0.99),
+        "after_ack_max_ms": a.max() as f64 / 1_000.0})
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let args = args();
+    let run = std::process::id() as u64;
+    let target = Arc::new(match (&args.url, &args.postgres) {
+        (Some(url), _) => Target::Http {
+            client: reqwest::Client::builder().pool_max_idle_per_host(args.clients * 2).build().expect("client"),
+            base: url.trim_end_matches('/').to_owned(),
+        },
+        (_, Some(conn)) => Target::Postgres(pg::Client::connect(conn, args.clients).await),
+        _ => unreachable!(),
+    });
+    if args.schema_only {
+        return; // connecting created it
+    }
+    let register_rate = register_catalog(&target, &args, run).await;
+
+    let cpu = CpuMeter::start(&args);
     let started = Instant::now();
     let totals = Arc::new(Mutex::new(Totals {
         commands: histogram(),
@@ -467,91 +569,11 @@ async fn main() {
         c.await.expect("client");
     }
     let elapsed = started.elapsed().as_secs_f64();
-    // Postgres forks a backend per connection: count them all, including new ones.
-    let cpu_after = match &args.cpu_comm {
-        Some(comm) => cpu_seconds(&pids_named(comm)),
-        None => cpu_seconds(&pids),
-    };
-    // A process that exited or restarted during the run (a broker restarted by
-    // someone else) cannot be measured: its share, and the sum, are unknown.
-    let cpu_each: Vec<Option<f64>> = args
-        .cpu_pids
-        .iter()
-        .zip(&cpu_each_before)
-        .map(|(p, before)| match (before, process_cpu(*p)) {
-            (Some((start, before)), Some((same, after))) if *start == same => Some(after - before),
-            _ => {
-                eprintln!("[{}] process {p} exited or restarted during the run: its CPU is unknown", args.label);
-                None
-            }
-        })
-        .collect();
-    let fresh = match freshness {
-        Some(f) => Some(f.await.expect("freshness")),
-        None => None,
-    };
+    let used = cpu.stop(&args);
     let t = totals.lock().await;
-    let commands = t.commands.len();
-    let rate = commands as f64 / elapsed;
-    let cpu_per_1000 = if pids.is_empty() || commands == 0 || cpu_each.iter().any(Option::is_none) {
-        Value::Null
-    } else {
-        json!((cpu_after - cpu_before) * 1_000.0 / commands as f64)
-    };
-    eprintln!(
-        "[{}] {commands} commands in {elapsed:.1} s = {rate:.0}/s  p50 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms; \
-         {} searches p50 {:.2} ms p99 {:.2} ms; {} rejected, {} errors; cpu-s/1000 commands {cpu_per_1000}",
-        args.label,
-        ms(&t.commands, 0.5),
-        ms(&t.commands, 0.99),
-        ms(&t.commands, 0.999),
-        t.searches.len(),
-        ms(&t.searches, 0.5),
-        ms(&t.searches, 0.99),
-        t.rejected,
-        t.errors,
-    );
-    let distribution: Vec<Value> = [50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.99, 100.0]
-        .iter()
-        .map(|q: &f64| json!([q, ms(&t.commands, q / 100.0)]))
-        .collect();
-    let mut out = json!({
-        "label": args.label, "target": if args.url.is_some() { "stockroom" } else { "postgres" },
-        "clients": args.clients, "offered_rate": args.rate, "seconds": elapsed,
-        "products": args.products, "register_per_s": register_rate,
-        "commands": commands, "commands_per_s": rate, "rejected": t.rejected, "errors": t.errors,
-        "p50_ms": ms(&t.commands, 0.5), "p99_ms": ms(&t.commands, 0.99), "p999_ms": ms(&t.commands, 0.999),
-        "max_ms": t.commands.max() as f64 / 1_000.0,
-        "searches": t.searches.len(), "searches_per_s": t.searches.len() as f64 / elapsed,
-        "search_p50_ms": ms(&t.searches, 0.5), "search_p99_ms": ms(&t.searches, 0.99),
-        "cpu_s_per_1000_commands": cpu_per_1000,
-        // Each of --cpu-pids on its own, in the order given.
-        "cpu_s_per_1000_commands_each": cpu_each.iter()
-            .map(|s| match s {
-                Some(s) if commands > 0 => json!(s * 1_000.0 / commands as f64),
-                _ => Value::Null,
-            })
-            .collect::<Vec<_>>(),
-        "per_second": t.per_second,
-        // The latency distribution: (percentile, ms) pairs, for charts.
-        "distribution": distribution,
-    });
-    if let Some(f) = fresh {
-        let (r, a) = (&f.from_request, &f.from_ack);
-        eprintln!(
-            "[{}] write -> searchable, {} samples: from the request p50 {:.2} ms p99 {:.2} ms; \
-             from the acknowledgement p50 {:.2} ms p99 {:.2} ms",
-            args.label,
-            r.len(),
-            ms(r, 0.5),
-            ms(r, 0.99),
-            ms(a, 0.5),
-            ms(a, 0.99)
-        );
-        // p50_ms/p99_ms/max_ms count from the request; after_ack_* from the acknowledgement.
-        out["freshness"] = json!({"samples": r.len(), "p50_ms": ms(r, 0.5), "p99_ms": ms(r, 0.99),
-            "max_ms": r.max() as f64 / 1_000.0, "after_ack_p50_ms": ms(a, 0.5), "after_ack_p99_ms": ms(a, 0.99),
-            "after_ack_max_ms": a.max() as f64 / 1_000.0});
+    let mut out = summary(&args, &t, elapsed, register_rate, used);
+    if let Some(f) = freshness {
+        out["freshness"] = freshness_summary(&args.label, &f.await.expect("freshness"));
     }
     println!("{out}");
     assert_eq!(t.errors, 0, "some operations failed");

@@ -11,6 +11,8 @@
 //!   run by `scripts/kafka.sh` on its own port (19092 unless
 //!   `$STOCKROOM_CLUSTER_PORT`), never on the single test broker's (replication.rs,
 //!   examples/chaos.rs `--cluster`).
+//! - [`admitted_product_events`]: the log's product events as every reader admits
+//!   them, for the checkers that fold the log themselves.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -18,6 +20,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use stockroom_domain::product::ProductEvent;
+use stockroom_topics::events::{LogEntry, decode_entry, envelope_of};
+use stockroom_topics::{Admission, EventLog, FenceTracker, Offset, Partition, Topic};
 
 use crate::{Answer, Backend, Server, binary};
 
@@ -400,6 +405,34 @@ fn parse_describe(text: &str) -> BTreeMap<String, TopicState> {
         t.partitions.sort_by_key(|p| p.partition);
     }
     topics
+}
+
+/// Every product event of the log that readers admit (records of fenced-off writers
+/// and unreadable records are skipped), partition by partition from offset 0.
+pub async fn admitted_product_events(log: &EventLog) -> Vec<ProductEvent> {
+    let mut events = Vec::new();
+    let mut fences = FenceTracker::default();
+    for p in 0..log.partitions(Topic::Events) {
+        let end = log.end_offset(Topic::Events, Partition(p)).await.expect("the end of events");
+        if end.0 == 0 {
+            continue;
+        }
+        let mut reader = log.reader(Topic::Events, &[(Partition(p), Offset(0))]).expect("a reader of events");
+        let mut next = 0;
+        while next < end.0 {
+            for record in reader.poll(10_000, Duration::from_secs(5)).await.expect("read events") {
+                next = record.offset.0 + 1;
+                let Ok(env) = envelope_of(&record) else { continue };
+                if fences.admit(record.partition, &env) != Admission::Current {
+                    continue;
+                }
+                if let Ok(LogEntry::Product(event)) = decode_entry(&env, &record) {
+                    events.push(*event);
+                }
+            }
+        }
+    }
+    events
 }
 
 #[cfg(test)]

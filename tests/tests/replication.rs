@@ -19,13 +19,13 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use stockroom_domain::product::ProductEventBody;
 use stockroom_tests::history::{
-    Brokers, Change, PartitionState, Write, check_exactly_once, record_ack, register, send, settle,
+    Brokers, Change, PartitionState, Write, admitted_product_events, check_exactly_once, record_ack, register, send,
+    settle,
 };
 use stockroom_tests::{Backend, Server, data_dir};
-use stockroom_topics::events::{LogEntry, decode_entry, envelope_of};
 use stockroom_topics::kafka::{KafkaConfig, KafkaLog};
 use stockroom_topics::partitioner::partition_for_key;
-use stockroom_topics::{Admission, EventLog, FenceTracker, Offset, Partition, Topic, TopicNames};
+use stockroom_topics::{EventLog, TopicNames};
 
 const PARTITIONS: u32 = 4;
 /// SKUs per partition, so that every partition carries writes.
@@ -123,34 +123,20 @@ async fn fold_log(backend: &Backend) -> Folded {
     let Backend::Kafka { bootstrap, prefix } = backend else { unreachable!("a Kafka test") };
     let log = EventLog::kafka(KafkaLog::connect(KafkaConfig::new(bootstrap, TopicNames::new(prefix))).await.unwrap());
     let mut f = Folded::default();
-    let mut fences = FenceTracker::default();
-    for p in 0..log.partitions(Topic::Events) {
-        let end = log.end_offset(Topic::Events, Partition(p)).await.unwrap();
-        let mut reader = log.reader(Topic::Events, &[(Partition(p), Offset(0))]).unwrap();
-        let mut next = 0;
-        while next < end.0 {
-            for record in reader.poll(10_000, Duration::from_secs(5)).await.unwrap() {
-                next = record.offset.0 + 1;
-                let Ok(env) = envelope_of(&record) else { continue };
-                if fences.admit(record.partition, &env) != Admission::Current {
-                    continue;
-                }
-                let Ok(LogEntry::Product(event)) = decode_entry(&env, &record) else { continue };
-                let sku = event.sku.as_str().to_owned();
-                let (version, mut on_hand, mut reserved) = f.products.get(&sku).copied().unwrap_or_default();
-                if event.version != version + 1 {
-                    continue; // every reader skips an event that is not the next version
-                }
-                *f.applied.entry(event.command_id.as_str().to_owned()).or_default() += 1;
-                match &event.body {
-                    ProductEventBody::ProductRegistered { initial_stock, .. } => on_hand = *initial_stock,
-                    ProductEventBody::StockReceived { quantity, .. } => on_hand += quantity,
-                    ProductEventBody::StockReserved { quantity, .. } => reserved += quantity,
-                    _ => {}
-                }
-                f.products.insert(sku, (event.version, on_hand, reserved));
-            }
+    for event in admitted_product_events(&log).await {
+        let sku = event.sku.as_str().to_owned();
+        let (version, mut on_hand, mut reserved) = f.products.get(&sku).copied().unwrap_or_default();
+        if event.version != version + 1 {
+            continue; // every reader skips an event that is not the next version
         }
+        *f.applied.entry(event.command_id.as_str().to_owned()).or_default() += 1;
+        match event.body {
+            ProductEventBody::ProductRegistered { initial_stock, .. } => on_hand = initial_stock,
+            ProductEventBody::StockReceived { quantity, .. } => on_hand += quantity,
+            ProductEventBody::StockReserved { quantity, .. } => reserved += quantity,
+            _ => {}
+        }
+        f.products.insert(sku, (event.version, on_hand, reserved));
     }
     let _ = log.close().await;
     f
