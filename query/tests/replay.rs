@@ -239,6 +239,36 @@ async fn head(log: &EventLog) -> Position {
     p
 }
 
+/// A query node's catalog side on `log`: the live projector and the rebuilder.
+struct QueryNode {
+    slot: Arc<CatalogSlot>,
+    applied: tokio::sync::watch::Receiver<stockroom_topics::Position>,
+    status: Arc<stockroom_query::RebuildStatus>,
+    cancel: CancellationToken,
+    tasks: [tokio::task::JoinHandle<()>; 2],
+}
+
+impl QueryNode {
+    fn start(log: &EventLog, data: &std::path::Path) -> QueryNode {
+        std::fs::create_dir_all(data).unwrap();
+        let slot = Arc::new(CatalogSlot::open(data).unwrap());
+        let (orders, fresh) = OrderBook::open(&data.join("orders")).unwrap();
+        let (projector, applied) = CatalogProjector::new(log.clone(), slot.clone(), Arc::new(orders), fresh).unwrap();
+        let rebuilder = Rebuilder::new(log.clone(), slot.clone(), projector.swapper(), "test");
+        let status = rebuilder.status();
+        let cancel = CancellationToken::new();
+        let tasks = [tokio::spawn(projector.run(cancel.clone())), tokio::spawn(rebuilder.run(cancel.clone()))];
+        QueryNode { slot, applied, status, cancel, tasks }
+    }
+
+    async fn stop(cancel: CancellationToken, tasks: [tokio::task::JoinHandle<()>; 2]) {
+        cancel.cancel();
+        for t in tasks {
+            t.await.unwrap();
+        }
+    }
+}
+
 async fn check(steps: Vec<Step>) -> Result<(), TestCaseError> {
     let dir = tempfile::tempdir().unwrap();
     let log =
@@ -248,14 +278,7 @@ async fn check(steps: Vec<Step>) -> Result<(), TestCaseError> {
         log.append(Topic::Events, Partition(p as u32), vec![fence_record(Partition(p as u32), w, 0)]).await.unwrap();
     }
     let data = dir.path().join("node");
-    std::fs::create_dir_all(&data).unwrap();
-    let slot = Arc::new(CatalogSlot::open(&data).unwrap());
-    let (orders, fresh) = OrderBook::open(&data.join("orders")).unwrap();
-    let (projector, mut applied) = CatalogProjector::new(log.clone(), slot.clone(), Arc::new(orders), fresh).unwrap();
-    let rebuilder = Rebuilder::new(log.clone(), slot.clone(), projector.swapper(), "test");
-    let status = rebuilder.status();
-    let cancel = CancellationToken::new();
-    let tasks = [tokio::spawn(projector.run(cancel.clone())), tokio::spawn(rebuilder.run(cancel.clone()))];
+    let QueryNode { slot, mut applied, status, cancel, tasks } = QueryNode::start(&log, &data);
 
     // Write the history while the live projector folds it.
     let mut history =
@@ -300,10 +323,7 @@ async fn check(steps: Vec<Step>) -> Result<(), TestCaseError> {
     }
     prop_assert!(std::fs::read_to_string(data.join("catalog.current")).unwrap().starts_with("catalog.r"));
     prop_assert!(!data.join("catalog").exists(), "the replaced catalog is deleted");
-    cancel.cancel();
-    for t in tasks {
-        t.await.unwrap();
-    }
+    QueryNode::stop(cancel, tasks).await;
     log.close().await.unwrap();
     Ok(())
 }
@@ -423,14 +443,7 @@ async fn an_unreadable_replay_record_goes_to_the_dlq_and_rebuilds_go_on() {
     let log =
         EventLog::embedded(EmbeddedLog::open(&dir.path().join("log"), TopicNames::new("t"), Some(PARTITIONS)).unwrap());
     let data = dir.path().join("node");
-    std::fs::create_dir_all(&data).unwrap();
-    let slot = Arc::new(CatalogSlot::open(&data).unwrap());
-    let (orders, fresh) = OrderBook::open(&data.join("orders")).unwrap();
-    let (projector, mut applied) = CatalogProjector::new(log.clone(), slot.clone(), Arc::new(orders), fresh).unwrap();
-    let rebuilder = Rebuilder::new(log.clone(), slot.clone(), projector.swapper(), "test");
-    let status = rebuilder.status();
-    let cancel = CancellationToken::new();
-    let tasks = [tokio::spawn(projector.run(cancel.clone())), tokio::spawn(rebuilder.run(cancel.clone()))];
+    let QueryNode { slot, mut applied, status, cancel, tasks } = QueryNode::start(&log, &data);
     // Let the first (empty) catalog commit, so that later requests are not pre-answered.
     let mut history = History {
         log: log.clone(),
@@ -463,9 +476,6 @@ async fn an_unreadable_replay_record_goes_to_the_dlq_and_rebuilds_go_on() {
     assert_eq!(origin.topic, "replay");
     assert!(!origin.reason.is_empty());
     assert_eq!(slot.current().dump().unwrap(), history.model.values().cloned().collect::<Vec<_>>());
-    cancel.cancel();
-    for t in tasks {
-        t.await.unwrap();
-    }
+    QueryNode::stop(cancel, tasks).await;
     log.close().await.unwrap();
 }

@@ -105,25 +105,7 @@ impl Backend {
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
         let prefix = format!("e2e-{}-{n}-{nanos:x}", std::process::id());
-        // Creating topics is idempotent; a busy test broker sometimes times a request
-        // out, so try a few times before calling it a failure.
-        let mut attempts = 0;
-        loop {
-            let out = Command::new(binary())
-                .args(["topics", "create", "--kafka", &bootstrap, "--topic-prefix", &prefix])
-                .args(["--partitions", &partitions.to_string()])
-                .output()
-                .expect("run stockroom topics create");
-            if out.status.success() {
-                break;
-            }
-            attempts += 1;
-            let err = String::from_utf8_lossy(&out.stderr).into_owned();
-            assert!(attempts < 3, "topics create failed {attempts} times: {err}");
-            eprintln!("topics create failed ({err}); trying again");
-            std::thread::sleep(std::time::Duration::from_secs(2));
-        }
-        Backend::Kafka { bootstrap, prefix }
+        history::kafka_backend(&bootstrap, &prefix, partitions, &[])
     }
 
     /// The node flags that select this backend.

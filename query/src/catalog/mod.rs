@@ -16,7 +16,7 @@ pub use grammar::{MAX_CLAUSES, MAX_QUERY_BYTES};
 pub use search::{FacetCount, Facets, MAX_DEPTH, MAX_LIMIT, SearchError, SearchRequest, SearchResponse, Sort};
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -161,26 +161,27 @@ impl Catalog {
     /// the new documents are searchable when this returns.
     pub fn write_batch<C: Serialize>(&self, views: Vec<ProductView>, checkpoint: &C) -> Result<(), CatalogError> {
         let payload = serde_json::to_string(checkpoint)?;
-        let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         for view in &views {
             writer.delete_term(Term::from_field_text(self.fields.sku, &view.sku));
             writer.add_document(self.document(view)?)?;
         }
-        let mut commit = writer.prepare_commit()?;
-        commit.set_payload(&payload);
-        commit.commit()?;
-        drop(writer);
-        self.reader.reload()?;
-        Ok(())
+        self.commit(writer, &payload)
     }
 
     /// Empties the catalog (for a rebuild), committing `checkpoint` with the empty index.
     pub fn clear<C: Serialize>(&self, checkpoint: &C) -> Result<(), CatalogError> {
         let payload = serde_json::to_string(checkpoint)?;
-        let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         writer.delete_all_documents()?;
+        self.commit(writer, &payload)
+    }
+
+    /// Commits what `writer` holds with `payload` (the checkpoint) and makes it
+    /// searchable before returning.
+    fn commit(&self, mut writer: MutexGuard<'_, IndexWriter>, payload: &str) -> Result<(), CatalogError> {
         let mut commit = writer.prepare_commit()?;
-        commit.set_payload(&payload);
+        commit.set_payload(payload);
         commit.commit()?;
         drop(writer);
         self.reader.reload()?;
