@@ -56,6 +56,16 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
+/// Prints a phase's rate and latency: `LABEL.PHASE.commands_per_s=...` (orders:
+/// `orders_per_s`), `...latency_p50_ms=...`, `...latency_p99_ms=...`.
+fn report(label: &str, phase: &str, n: usize, elapsed: Duration, lat: &[Duration]) {
+    let rate = n as f64 / elapsed.as_secs_f64();
+    let unit = if phase == "order" { "orders" } else { "commands" };
+    println!("{label}.{phase}.{unit}_per_s={rate:.0}");
+    println!("{label}.{phase}.latency_p50_ms={}", ms(percentile(lat, 0.50)));
+    println!("{label}.{phase}.latency_p99_ms={}", ms(percentile(lat, 0.99)));
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.2}", d.as_secs_f64() * 1_000.0)
 }
@@ -120,19 +130,13 @@ async fn main() {
         ("/products".to_owned(), body)
     })
     .await;
-    let rate = args.products as f64 / elapsed.as_secs_f64();
-    println!("{label}.register.commands_per_s={rate:.0}");
-    println!("{label}.register.latency_p50_ms={}", ms(percentile(&lat, 0.50)));
-    println!("{label}.register.latency_p99_ms={}", ms(percentile(&lat, 0.99)));
+    report(label, "register", args.products, elapsed, &lat);
 
     let (elapsed, lat) = phase(&client, &base, args.products, args.concurrency, move |i| {
         (format!("/products/L{run}-{i}/stock/receipts"), json!({"quantity": 5}))
     })
     .await;
-    let rate = args.products as f64 / elapsed.as_secs_f64();
-    println!("{label}.receive.commands_per_s={rate:.0}");
-    println!("{label}.receive.latency_p50_ms={}", ms(percentile(&lat, 0.50)));
-    println!("{label}.receive.latency_p99_ms={}", ms(percentile(&lat, 0.99)));
+    report(label, "receive", args.products, elapsed, &lat);
 
     // Registrations with a GTIN: each goes to the GTIN's partition first (a claim),
     // then to the product's, then settles the claim.
@@ -144,10 +148,7 @@ async fn main() {
         ("/products".to_owned(), body)
     })
     .await;
-    let rate = args.products as f64 / elapsed.as_secs_f64();
-    println!("{label}.register_gtin.commands_per_s={rate:.0}");
-    println!("{label}.register_gtin.latency_p50_ms={}", ms(percentile(&lat, 0.50)));
-    println!("{label}.register_gtin.latency_p99_ms={}", ms(percentile(&lat, 0.99)));
+    report(label, "register_gtin", args.products, elapsed, &lat);
 
     // Orders of two lines on different products: a saga of five commands or more.
     let products = args.products;
@@ -159,10 +160,7 @@ async fn main() {
         ("/orders".to_owned(), body)
     })
     .await;
-    let rate = args.products as f64 / elapsed.as_secs_f64();
-    println!("{label}.order.orders_per_s={rate:.0}");
-    println!("{label}.order.latency_p50_ms={}", ms(percentile(&lat, 0.50)));
-    println!("{label}.order.latency_p99_ms={}", ms(percentile(&lat, 0.99)));
+    report(label, "order", args.products, elapsed, &lat);
 
     // Write → searchable: one write at a time, then poll search for its unique word.
     let mut visible = Vec::new();
