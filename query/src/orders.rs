@@ -6,8 +6,8 @@
 //! # Exactly once
 //!
 //! The projector writes a batch's orders here (one sled batch, flushed) *before* it
-//! commits the catalog with the batch's checkpoint. A crash between the two replays
-//! the batch from the old checkpoint, and the replayed events are skipped here
+//! commits the catalog with the batch's checkpoint. A crash between the two reads
+//! the batch again from the old checkpoint, and the events read again are skipped here
 //! because each order remembers its version (an event at or below it is already in;
 //! one beyond `version + 1` is a gap, reported and skipped). The view therefore never
 //! holds an event twice, and never misses one the checkpoint says is in.

@@ -237,7 +237,7 @@ impl CatalogProjector {
             let views: Vec<ProductView> = pending.products.values().cloned().collect();
             let changed_orders: Vec<Order> = pending.orders.into_values().collect();
             let cp = checkpoint.clone();
-            // Orders first: replaying them after a crash before the catalog commit is harmless.
+            // Orders first: folding them again after a crash before the catalog commit is harmless.
             tokio::task::spawn_blocking(move || {
                 orders.write_batch(changed_orders)?;
                 catalog.write_batch(views, &cp)?;

@@ -20,7 +20,7 @@
 //! command side's store does; sled flushes on its own every 500 ms). A flush per batch
 //! cost a sync of the disk per write under load, for nothing a view needs. Product states are idempotent by version on top (an event at or
 //! below the stored version is skipped; beyond `version + 1`, a gap, reported), and
-//! history entries are keyed by (SKU, version), so a replayed event overwrites itself.
+//! history entries are keyed by (SKU, version), so an event read again overwrites itself.
 
 use std::collections::HashMap;
 use std::path::Path;

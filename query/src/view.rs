@@ -1,8 +1,8 @@
 //! A product as the catalog shows it, and how one event changes it.
 //!
 //! The view is a pure fold of the product's events. It is idempotent by version: an
-//! event at or below the view's version was applied already (redelivery, replay
-//! overlap) and changes nothing; one more than a version ahead is a gap.
+//! event at or below the view's version was applied already (redelivery, or a read
+//! again after a crash) and changes nothing; one more than a version ahead is a gap.
 
 use std::collections::BTreeMap;
 

@@ -1,6 +1,6 @@
 //! Schema evolution of events: an upcaster turns an event written under an older
 //! schema version into the current one as it is read, so every reader (processors,
-//! projectors, replay, `log export`'s consumers) sees one shape, and the log itself
+//! projectors, rebuilds, `log export`'s consumers) sees one shape, and the log itself
 //! is never rewritten.
 //!
 //! The domain's types are the current schema ([`EVENT_SCHEMA_VERSION`]); each older
@@ -19,7 +19,7 @@
 //!   `initial_on_hand` (version 1: `initial_stock`).
 //!
 //! Recorded version-1 events are kept as fixtures
-//! (`tests/fixtures/schema-v1/`) and replayed into today's views by a test.
+//! (`tests/fixtures/schema-v1/`) and folded into today's views by a test.
 
 use serde::de::DeserializeOwned;
 use serde_json::Value;
