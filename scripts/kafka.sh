@@ -166,6 +166,7 @@ start() {
         "$JAVA" -cp "$DIST/libs/*" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1 >"$HOME_DIR/cluster-id"
     fi
     echo "$n" >"$HOME_DIR/nodes"
+    local todo=() formats=()
     for i in $(seq 1 "$n"); do
         if running "$i"; then continue; fi
         if answers "$i"; then
@@ -173,9 +174,17 @@ start() {
             exit 1
         fi
         configure "$n" "$i"
-        format "$i"
-        launch "$i"
+        todo+=("$i")
     done
+    # Formatting starts a JVM a node: side by side, not one after the other.
+    for i in "${todo[@]}"; do
+        format "$i" &
+        formats+=($!)
+    done
+    for pid in "${formats[@]}"; do
+        wait "$pid" || { say "formatting a node's storage failed (see above)"; exit 1; }
+    done
+    for i in "${todo[@]}"; do launch "$i"; done
     for i in $(seq 1 "$n"); do
         local waited=0
         until answers "$i"; do
