@@ -234,6 +234,13 @@ pub fn evolve(state: Option<GtinClaim>, event: &GtinEvent) -> GtinClaim {
     s
 }
 
+// The canonical (14-digit) GTIN is the key, so every form of one GTIN meets in one place.
+crate::aggregate::aggregate! {
+    GtinClaim { id: Gtin, command: GtinCommand, event: GtinEvent, types: "stockroom.gtin.", collection: "gtins" }
+    key: |gtin| gtin.canonical().into(), event_id: |event| &event.gtin,
+    decide: decide, evolve: |state, event| Some(evolve(state, event)),
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,6 +4,7 @@
 //! tokio. It has no I/O, no async and no clock; time and ids come in as arguments.
 //! Its tests run in microseconds.
 
+pub mod aggregate;
 pub mod context;
 pub mod gtin;
 pub mod ids;
@@ -18,6 +19,7 @@ pub mod testsuite;
 #[cfg(test)]
 mod tests;
 
+pub use aggregate::{Aggregate, DomainEvent, VersionCheck, check_version};
 pub use context::Context;
 pub use ids::{CommandId, Gtin, OrderId, ReservationId, Sku, Timestamp};
 pub use rejection::Rejection;

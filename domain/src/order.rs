@@ -477,6 +477,12 @@ pub fn evolve(state: Option<Order>, event: &OrderEvent) -> Order {
     o
 }
 
+crate::aggregate::aggregate! {
+    Order { id: OrderId, command: OrderCommand, event: OrderEvent, types: "stockroom.order.", collection: "orders" }
+    key: |order_id| order_id.as_str().into(), event_id: |event| &event.order_id,
+    decide: decide, evolve: |state, event| Some(evolve(state, event)),
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
