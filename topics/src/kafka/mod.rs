@@ -34,6 +34,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use tracing::info;
 
+use crate::backoff::Backoff;
 use crate::error::LogError;
 use crate::ids::{Offset, Partition};
 use crate::record::Record;
@@ -129,6 +130,10 @@ const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a record may wait for its acknowledgement, retries included. After
 /// this its outcome is unknown to us (it may still be in the log).
 const DELIVERY_TIMEOUT_MS: &str = "30000";
+/// How long an append waits for room when librdkafka's local queue is full.
+const QUEUE_FULL_RETRY: Duration = Duration::from_millis(5);
+/// How often a watermark request is repeated while the partition has no leader.
+const LEADERLESS_RETRY: Duration = Duration::from_millis(100);
 
 impl KafkaLog {
     /// Connects and checks the topics: all must exist, and `commands`, `events`,
@@ -190,6 +195,7 @@ impl KafkaLog {
                 future_record = future_record.key(key.as_slice());
             }
             // Enqueue in order; a full local queue waits for room.
+            let mut queue_full = Backoff::constant(QUEUE_FULL_RETRY);
             loop {
                 match self.producer.send_result(future_record) {
                     Ok(delivery) => {
@@ -201,7 +207,7 @@ impl KafkaLog {
                         r,
                     )) => {
                         future_record = r;
-                        tokio::time::sleep(Duration::from_millis(5)).await;
+                        queue_full.wait().await;
                     }
                     Err((e, _)) => return Err(kafka(e)),
                 }
@@ -231,6 +237,7 @@ impl KafkaLog {
     /// moving), up to [`ADMIN_TIMEOUT`].
     async fn watermarks(&self, topic: Topic, partition: Partition) -> Result<(Offset, Offset), LogError> {
         let deadline = std::time::Instant::now() + ADMIN_TIMEOUT;
+        let mut leaderless_retry = Backoff::constant(LEADERLESS_RETRY);
         loop {
             let name = self.config.names.name(topic);
             let meta = self.meta.clone();
@@ -242,9 +249,7 @@ impl KafkaLog {
             .await
             .map_err(|e| LogError::Other(e.to_string()))?;
             match result {
-                Err(e) if leaderless(&e) && std::time::Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
+                Err(e) if leaderless(&e) && std::time::Instant::now() < deadline => leaderless_retry.wait().await,
                 other => return other,
             }
         }
