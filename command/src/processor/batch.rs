@@ -1,18 +1,18 @@
 //! Steps 3 to 6 for one batch of commands: decide all, append once, fold, answer.
 
+use std::collections::HashMap;
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap};
 
 use stockroom_domain::gtin::{GtinClaim, GtinCommand};
 use stockroom_domain::order::{LineStep, Order, OrderCommand};
 use stockroom_domain::product::{Product, ProductCommand};
 use stockroom_domain::{Aggregate, CommandId, Context, Rejection, Sku, Timestamp};
 use stockroom_topics::events::{Provenance, encode_event};
-use stockroom_topics::{LogError, Offset, Partition, Position, Record, StoredRecord, Topic, time};
+use stockroom_topics::{LogError, Offset, Position, Record, StoredRecord, Topic, time};
 use tracing::warn;
 
 use super::ProcessorError;
-use super::worker::{Worker, log_of};
+use super::worker::{Worker, append_by_key, log_of};
 use crate::protocol::{CommandRecord, Notify, Outcome, OutcomeRecord, Target};
 use crate::store::{AppliedCommand, StoreError, StoredOutcome};
 
@@ -481,17 +481,11 @@ impl Worker {
         if sends.is_empty() {
             return Ok(());
         }
-        let log = log_of(self);
-        let mut by_partition: BTreeMap<Partition, Vec<Record>> = BTreeMap::new();
+        let mut records = Vec::with_capacity(sends.len());
         for cmd in sends {
-            let p = log.partition_for_key(Topic::Commands, cmd.target.key().as_bytes());
-            by_partition.entry(p).or_default().push(cmd.to_record(&self.shared.source, None)?);
+            records.push((cmd.target.key().into_bytes(), cmd.to_record(&self.shared.source, None)?));
         }
-        let appends = by_partition.into_iter().map(|(p, records)| log.append(Topic::Commands, p, records));
-        for result in futures::future::join_all(appends).await {
-            result?;
-        }
-        Ok(())
+        append_by_key(log_of(self), Topic::Commands, records).await
     }
 }
 
