@@ -30,7 +30,7 @@ use std::time::Duration;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use tracing::info;
 
@@ -195,23 +195,8 @@ impl KafkaLog {
                 future_record = future_record.key(key.as_slice());
             }
             // Enqueue in order; a full local queue waits for room.
-            let mut queue_full = Backoff::constant(QUEUE_FULL_RETRY);
-            loop {
-                match self.producer.send_result(future_record) {
-                    Ok(delivery) => {
-                        pending.push(delivery);
-                        break;
-                    }
-                    Err((
-                        rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
-                        r,
-                    )) => {
-                        future_record = r;
-                        queue_full.wait().await;
-                    }
-                    Err((e, _)) => return Err(kafka(e)),
-                }
-            }
+            let queue_full = Backoff::constant(QUEUE_FULL_RETRY);
+            pending.push(enqueue(&self.producer, future_record, queue_full).await.map_err(kafka)?);
         }
         let mut offsets = Vec::with_capacity(pending.len());
         for delivery in pending {
@@ -271,6 +256,25 @@ impl KafkaLog {
             .await
             .map_err(|e| LogError::Other(e.to_string()))?
             .map_err(kafka)
+    }
+}
+
+/// Hands `record` to the producer's local queue, waiting by `queue_full` while that
+/// queue is full. The delivery future resolves once the broker has acknowledged it.
+pub async fn enqueue<'a>(
+    producer: &FutureProducer,
+    mut record: FutureRecord<'a, [u8], [u8]>,
+    mut queue_full: Backoff,
+) -> Result<DeliveryFuture, rdkafka::error::KafkaError> {
+    loop {
+        match producer.send_result(record) {
+            Ok(delivery) => return Ok(delivery),
+            Err((rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), r)) => {
+                record = r;
+                queue_full.wait().await;
+            }
+            Err((e, _)) => return Err(e),
+        }
     }
 }
 
