@@ -244,7 +244,7 @@ crate::aggregate::aggregate! {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testsuite::register;
+    use crate::testsuite::{self, register};
 
     fn gtin() -> Gtin {
         Gtin::parse("4006381333931").unwrap()
@@ -263,8 +263,7 @@ mod tests {
     }
 
     fn run(state: Option<GtinClaim>, cmd: GtinCommand, id: &str) -> Result<Option<GtinClaim>, Rejection> {
-        let events = decide(state.as_ref(), &gtin(), &cmd, &ctx(id))?;
-        Ok(events.iter().fold(state, |s, e| Some(evolve(s, e))))
+        Ok(testsuite::run(state, &gtin(), &cmd, &ctx(id))?.0)
     }
 
     fn settle(id: &str, holds: bool) -> GtinCommand {

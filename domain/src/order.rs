@@ -497,9 +497,7 @@ mod tests {
 
     fn run(state: Option<Order>, cmd: OrderCommand, id: &str) -> Result<(Option<Order>, Vec<OrderEvent>), Rejection> {
         let ctx = Context::new(CommandId::parse(id).unwrap(), Timestamp(10));
-        let events = decide(state.as_ref(), &oid(), &cmd, &ctx)?;
-        let next = events.iter().fold(state, |s, e| Some(evolve(s, e)));
-        Ok((next, events))
+        crate::testsuite::run(state, &oid(), &cmd, &ctx)
     }
 
     fn result(line: usize, step: LineStep, rejection: Option<Rejection>) -> OrderCommand {

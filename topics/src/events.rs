@@ -202,15 +202,17 @@ mod tests {
 
     const AT: Timestamp = Timestamp(1_795_000_000_123);
 
+    /// An event of command `c-1` at [`AT`]: `event!(Type { key_field: key }, version, body)`.
+    macro_rules! event {
+        ($type:ident { $key:ident: $id:expr }, $version:expr, $body:expr) => {
+            $type { $key: $id, version: $version, command_id: command_id(), at: AT, body: $body }
+        };
+    }
+
     #[test]
     fn every_aggregate_round_trips_with_its_key_and_subject() {
-        let product = ProductEvent {
-            sku: Sku::parse("KET-1").unwrap(),
-            version: 2,
-            command_id: command_id(),
-            at: AT,
-            body: ProductEventBody::StockReceived { quantity: 3, reference: None },
-        };
+        let body = ProductEventBody::StockReceived { quantity: 3, reference: None };
+        let product = event!(ProductEvent { sku: Sku::parse("KET-1").unwrap() }, 2, body);
         let record = encode_event::<Product>(&product, 1, &writer(), "/src", &provenance()).unwrap();
         assert_eq!(
             String::from_utf8_lossy(&record.payload),
@@ -220,24 +222,13 @@ mod tests {
         round_trip(record, "KET-1", "products/KET-1", "stockroom.product.stock-received", entry);
 
         // A GTIN claim is keyed by the canonical (14-digit) form of the GTIN.
-        let gtin = GtinEvent {
-            gtin: Gtin::parse("4006381333931").unwrap(),
-            version: 1,
-            command_id: command_id(),
-            at: AT,
-            body: GtinEventBody::GtinClaimConfirmed { claim: command_id() },
-        };
+        let body = GtinEventBody::GtinClaimConfirmed { claim: command_id() };
+        let gtin = event!(GtinEvent { gtin: Gtin::parse("4006381333931").unwrap() }, 1, body);
         let record = encode_event::<GtinClaim>(&gtin, 1, &writer(), "/src", &provenance()).unwrap();
         let entry = LogEntry::Gtin(Box::new(gtin));
         round_trip(record, "04006381333931", "gtins/04006381333931", "stockroom.gtin.GtinClaimConfirmed", entry);
 
-        let order = OrderEvent {
-            order_id: OrderId::parse("o-1").unwrap(),
-            version: 5,
-            command_id: command_id(),
-            at: AT,
-            body: OrderEventBody::OrderReserved,
-        };
+        let order = event!(OrderEvent { order_id: OrderId::parse("o-1").unwrap() }, 5, OrderEventBody::OrderReserved);
         let record = encode_event::<Order>(&order, 1, &writer(), "/src", &provenance()).unwrap();
         let entry = LogEntry::Order(Box::new(order));
         round_trip(record, "o-1", "orders/o-1", "stockroom.order.OrderReserved", entry);
@@ -245,13 +236,7 @@ mod tests {
 
     #[test]
     fn a_payload_that_disagrees_with_its_envelope_is_refused() {
-        let order = OrderEvent {
-            order_id: OrderId::parse("o-1").unwrap(),
-            version: 1,
-            command_id: command_id(),
-            at: AT,
-            body: OrderEventBody::OrderReserved,
-        };
+        let order = event!(OrderEvent { order_id: OrderId::parse("o-1").unwrap() }, 1, OrderEventBody::OrderReserved);
         let record = encode_event::<Order>(&order, 0, &writer(), "/src", &Provenance::default()).unwrap();
         let stored = stored(record);
         let mut env = envelope_of(&stored).unwrap();
