@@ -8,8 +8,10 @@
 //!
 //! `None` is "no such instance yet" (an unregistered SKU, an unclaimed GTIN, an order
 //! not placed). The codec (`stockroom_topics::events`) and the command processor
-//! handle every aggregate through this trait; adding an aggregate is one module that
-//! implements it plus its line in the codec's list of aggregates.
+//! handle every aggregate through this trait. Adding an aggregate is one module that
+//! registers itself with `aggregate!` plus its line in the codec's `aggregates!`
+//! list; the compiler then points at what must say what to do with it (the
+//! processor's `Target`, and each fold of `LogEntry`).
 
 use std::borrow::Cow;
 

@@ -1,4 +1,6 @@
-//! Stockroom's domain: products and stock as pure `decide` and `evolve`.
+//! Stockroom's domain: its aggregates — products with their stock (`product`), GTIN
+//! claims (`gtin`) and orders (`order`) — each a pure `decide` and `evolve` behind one
+//! shape, [`Aggregate`].
 //!
 //! Architecture invariant: this crate knows nothing of Kafka, sled, tantivy, HTTP or
 //! tokio. It has no I/O, no async and no clock; time and ids come in as arguments.
