@@ -4,10 +4,10 @@
 //! in the headers, like every record of Stockroom.
 
 use serde::{Deserialize, Serialize};
-use stockroom_domain::gtin::GtinCommand;
-use stockroom_domain::order::{LineStep, OrderCommand};
-use stockroom_domain::product::ProductCommand;
-use stockroom_domain::{CommandId, Gtin, OrderId, Rejection, Sku, Timestamp};
+use stockroom_domain::gtin::{GtinClaim, GtinCommand};
+use stockroom_domain::order::{LineStep, Order, OrderCommand};
+use stockroom_domain::product::{Product, ProductCommand};
+use stockroom_domain::{Aggregate, CommandId, Gtin, OrderId, Rejection, Sku, Timestamp};
 use stockroom_topics::{Envelope, Record, StoredRecord, envelope};
 
 /// Schema version of the command and outcome payloads below.
@@ -70,9 +70,9 @@ impl Target {
     /// The partitioning key.
     pub fn key(&self) -> String {
         match self {
-            Target::Product { sku, .. } => sku.as_str().to_owned(),
-            Target::Gtin { gtin, .. } => gtin.canonical(),
-            Target::Order { order_id, .. } => order_id.as_str().to_owned(),
+            Target::Product { sku, .. } => Product::key(sku).into_owned(),
+            Target::Gtin { gtin, .. } => GtinClaim::key(gtin).into_owned(),
+            Target::Order { order_id, .. } => Order::key(order_id).into_owned(),
         }
     }
 
@@ -85,11 +85,12 @@ impl Target {
     }
 
     pub fn subject(&self) -> String {
-        match self {
-            Target::Product { sku, .. } => format!("products/{sku}"),
-            Target::Gtin { gtin, .. } => format!("gtins/{}", gtin.canonical()),
-            Target::Order { order_id, .. } => format!("orders/{order_id}"),
-        }
+        let collection = match self {
+            Target::Product { .. } => Product::COLLECTION,
+            Target::Gtin { .. } => GtinClaim::COLLECTION,
+            Target::Order { .. } => Order::COLLECTION,
+        };
+        format!("{collection}/{}", self.key())
     }
 
     pub fn kind(&self) -> &'static str {

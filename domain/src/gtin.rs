@@ -234,10 +234,17 @@ pub fn evolve(state: Option<GtinClaim>, event: &GtinEvent) -> GtinClaim {
     s
 }
 
+// The canonical (14-digit) GTIN is the key, so every form of one GTIN meets in one place.
+crate::aggregate::aggregate! {
+    GtinClaim { id: Gtin, command: GtinCommand, event: GtinEvent, types: "stockroom.gtin.", collection: "gtins" }
+    key: |gtin| gtin.canonical().into(), event_id: |event| &event.gtin,
+    decide: decide, evolve: |state, event| Some(evolve(state, event)),
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testsuite::register;
+    use crate::testsuite::{self, register};
 
     fn gtin() -> Gtin {
         Gtin::parse("4006381333931").unwrap()
@@ -256,8 +263,7 @@ mod tests {
     }
 
     fn run(state: Option<GtinClaim>, cmd: GtinCommand, id: &str) -> Result<Option<GtinClaim>, Rejection> {
-        let events = decide(state.as_ref(), &gtin(), &cmd, &ctx(id))?;
-        Ok(events.iter().fold(state, |s, e| Some(evolve(s, e))))
+        Ok(testsuite::run(state, &gtin(), &cmd, &ctx(id))?.0)
     }
 
     fn settle(id: &str, holds: bool) -> GtinCommand {

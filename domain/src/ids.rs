@@ -1,11 +1,9 @@
 //! Identities. A value of these types is valid by construction: `Sku::parse`,
 //! `Gtin::parse`, ... are the only ways in, and serde goes through them too.
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 
-use crate::validation::ValidationError;
+use crate::validation::{ValidationError, newtype_conversions};
 
 fn is_key_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')
@@ -42,24 +40,7 @@ macro_rules! key_newtype {
             }
         }
 
-        impl TryFrom<String> for $name {
-            type Error = ValidationError;
-            fn try_from(value: String) -> Result<Self, Self::Error> {
-                Self::parse(value)
-            }
-        }
-
-        impl From<$name> for String {
-            fn from(value: $name) -> String {
-                value.0
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
+        newtype_conversions!($name(String), parse, display);
     };
 }
 
@@ -120,24 +101,7 @@ fn check_digit(body: &[u8]) -> u8 {
     b'0' + ((10 - sum % 10) % 10) as u8
 }
 
-impl TryFrom<String> for Gtin {
-    type Error = ValidationError;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        Self::parse(value)
-    }
-}
-
-impl From<Gtin> for String {
-    fn from(value: Gtin) -> String {
-        value.0
-    }
-}
-
-impl fmt::Display for Gtin {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+newtype_conversions!(Gtin(String), parse, display);
 
 /// Identifies one command. Events carry it (causation), so a command that was
 /// applied is never applied again. 1–128 printable ASCII characters.
@@ -171,24 +135,7 @@ impl CommandId {
     }
 }
 
-impl TryFrom<String> for CommandId {
-    type Error = ValidationError;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        Self::parse(value)
-    }
-}
-
-impl From<CommandId> for String {
-    fn from(value: CommandId) -> String {
-        value.0
-    }
-}
-
-impl fmt::Display for CommandId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+newtype_conversions!(CommandId(String), parse, display);
 
 /// Milliseconds since the Unix epoch. The domain never reads a clock: time comes in
 /// with the command.

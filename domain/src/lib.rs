@@ -1,9 +1,12 @@
-//! Stockroom's domain: products and stock as pure `decide` and `evolve`.
+//! Stockroom's domain: its aggregates — products with their stock (`product`), GTIN
+//! claims (`gtin`) and orders (`order`) — each a pure `decide` and `evolve` behind one
+//! shape, [`Aggregate`].
 //!
 //! Architecture invariant: this crate knows nothing of Kafka, sled, tantivy, HTTP or
 //! tokio. It has no I/O, no async and no clock; time and ids come in as arguments.
 //! Its tests run in microseconds.
 
+pub mod aggregate;
 pub mod context;
 pub mod gtin;
 pub mod ids;
@@ -18,6 +21,7 @@ pub mod testsuite;
 #[cfg(test)]
 mod tests;
 
+pub use aggregate::{Aggregate, DomainEvent, VersionCheck, check_version};
 pub use context::Context;
 pub use ids::{CommandId, Gtin, OrderId, ReservationId, Sku, Timestamp};
 pub use rejection::Rejection;

@@ -477,6 +477,12 @@ pub fn evolve(state: Option<Order>, event: &OrderEvent) -> Order {
     o
 }
 
+crate::aggregate::aggregate! {
+    Order { id: OrderId, command: OrderCommand, event: OrderEvent, types: "stockroom.order.", collection: "orders" }
+    key: |order_id| order_id.as_str().into(), event_id: |event| &event.order_id,
+    decide: decide, evolve: |state, event| Some(evolve(state, event)),
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -491,9 +497,7 @@ mod tests {
 
     fn run(state: Option<Order>, cmd: OrderCommand, id: &str) -> Result<(Option<Order>, Vec<OrderEvent>), Rejection> {
         let ctx = Context::new(CommandId::parse(id).unwrap(), Timestamp(10));
-        let events = decide(state.as_ref(), &oid(), &cmd, &ctx)?;
-        let next = events.iter().fold(state, |s, e| Some(evolve(s, e)));
-        Ok((next, events))
+        crate::testsuite::run(state, &oid(), &cmd, &ctx)
     }
 
     fn result(line: usize, step: LineStep, rejection: Option<Rejection>) -> OrderCommand {

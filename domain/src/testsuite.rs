@@ -7,6 +7,7 @@
 //!     .then_reject("insufficient-stock");
 //! ```
 
+use crate::aggregate::Aggregate;
 use crate::context::Context;
 use crate::ids::{CommandId, ReservationId, Sku, Timestamp};
 use crate::product::{
@@ -139,4 +140,17 @@ impl Then {
             }
         }
     }
+}
+
+/// Decides `command` on any aggregate and folds what it decided: the state after
+/// it and the events, or the rejection.
+pub fn run<A: Aggregate>(
+    state: Option<A>,
+    id: &A::Id,
+    command: &A::Command,
+    ctx: &Context,
+) -> Result<(Option<A>, Vec<A::Event>), Rejection> {
+    let events = A::decide(state.as_ref(), id, command, ctx)?;
+    let next = events.iter().fold(state, A::evolve);
+    Ok((next, events))
 }

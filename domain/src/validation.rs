@@ -50,6 +50,35 @@ pub fn bounded_text(field: &str, value: &str, max: usize) -> Result<(), Validati
     Ok(())
 }
 
+/// The conversions serde goes through for a validated newtype `$name($inner)`:
+/// `TryFrom<$inner>` by its constructor `$check`, and `From<$name> for $inner`.
+/// With `display`, `Display` writes the inner string as it is.
+macro_rules! newtype_conversions {
+    ($name:ident($inner:ty), $check:ident $(, $display:ident)?) => {
+        impl TryFrom<$inner> for $name {
+            type Error = ValidationError;
+            fn try_from(value: $inner) -> Result<Self, Self::Error> {
+                Self::$check(value)
+            }
+        }
+
+        impl From<$name> for $inner {
+            fn from(value: $name) -> $inner {
+                value.0
+            }
+        }
+        $(newtype_conversions!(@$display $name);)?
+    };
+    (@display $name:ident) => {
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+pub(crate) use newtype_conversions;
+
 /// A positive quantity no larger than [`QUANTITY_MAX`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "u64", into = "u64")]
@@ -75,18 +104,7 @@ impl Quantity {
     }
 }
 
-impl TryFrom<u64> for Quantity {
-    type Error = ValidationError;
-    fn try_from(value: u64) -> Result<Self, Self::Error> {
-        Self::new(value)
-    }
-}
-
-impl From<Quantity> for u64 {
-    fn from(value: Quantity) -> u64 {
-        value.0
-    }
-}
+newtype_conversions!(Quantity(u64), new);
 
 impl fmt::Display for Quantity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -119,18 +137,7 @@ impl Default for Currency {
     }
 }
 
-impl TryFrom<String> for Currency {
-    type Error = ValidationError;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        Self::parse(value)
-    }
-}
-
-impl From<Currency> for String {
-    fn from(value: Currency) -> String {
-        value.0
-    }
-}
+newtype_conversions!(Currency(String), parse);
 
 #[cfg(test)]
 mod tests {

@@ -38,8 +38,8 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use serde_json::{Value, json};
-use stockroom_topics::kafka::{KafkaConfig, KafkaLog, TopicSettings, create_topics};
-use stockroom_topics::{EventLog, Headers, Partition, Record, Topic, TopicNames};
+use stockroom_topics::kafka::{KafkaConfig, KafkaLog, TopicSettings, create_topics, enqueue};
+use stockroom_topics::{Backoff, EventLog, Headers, Partition, Record, Topic, TopicNames};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -140,22 +140,7 @@ impl Sender {
             if let Some(key) = &r.key {
                 record = record.key(key.as_slice());
             }
-            loop {
-                match producer.send_result(record) {
-                    Ok(delivery) => {
-                        pending.push(delivery);
-                        break;
-                    }
-                    Err((
-                        rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
-                        r,
-                    )) => {
-                        record = r;
-                        tokio::time::sleep(Duration::from_millis(1)).await;
-                    }
-                    Err((e, _)) => return Err(e.into()),
-                }
-            }
+            pending.push(enqueue(producer, record, Backoff::constant(Duration::from_millis(1))).await?);
         }
         if let Sender::Transactional(p) = self {
             // Flushes the transaction's records, then ends it (EndTxn): blocking.

@@ -4,6 +4,7 @@
 //! Architecture invariant: only this crate knows whether the log is embedded (sled)
 //! or Kafka. `command` and `query` see one [`EventLog`].
 
+pub mod backoff;
 pub mod dlq;
 pub mod embedded;
 pub mod envelope;
@@ -20,6 +21,7 @@ pub mod time;
 pub mod topic;
 pub mod upcast;
 
+pub use backoff::Backoff;
 pub use embedded::EmbeddedLog;
 pub use envelope::Envelope;
 pub use error::LogError;

@@ -1,20 +1,20 @@
-//! Step 3 to 6 for one batch of commands: decide all, append once, fold, answer.
+//! Steps 3 to 6 for one batch of commands: decide all, append once, fold, answer.
 
+use std::collections::HashMap;
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap};
 
-use stockroom_domain::gtin::{self, GtinClaim, GtinCommand};
-use stockroom_domain::order::{self, LineStep, Order, OrderCommand};
-use stockroom_domain::product::{self, Product, ProductCommand};
-use stockroom_domain::{CommandId, Context, OrderId, Rejection, Sku, Timestamp};
-use stockroom_topics::events::{Provenance, encode_gtin_event, encode_order_event, encode_product_event};
-use stockroom_topics::{Offset, Partition, Position, Record, Topic, time};
+use stockroom_domain::gtin::{GtinClaim, GtinCommand};
+use stockroom_domain::order::{LineStep, Order, OrderCommand};
+use stockroom_domain::product::{Product, ProductCommand};
+use stockroom_domain::{Aggregate, CommandId, Context, Rejection, Sku, Timestamp};
+use stockroom_topics::events::{Provenance, encode_event};
+use stockroom_topics::{LogError, Offset, Position, Record, StoredRecord, Topic, time};
 use tracing::warn;
 
 use super::ProcessorError;
-use super::worker::{Worker, log_of};
+use super::worker::{Worker, append_by_key, log_of};
 use crate::protocol::{CommandRecord, Notify, Outcome, OutcomeRecord, Target};
-use crate::store::{AppliedCommand, StoredOutcome};
+use crate::store::{AppliedCommand, StoreError, StoredOutcome};
 
 /// How long an owed GTIN release is kept, to be sent again if the worker restarts.
 const RELEASE_RESEND_WINDOW_MS: i64 = 60_000;
@@ -63,120 +63,251 @@ enum Pending {
     Later,
 }
 
-/// The state the batch has decided on so far, on top of the store.
+/// The state the batch has decided on so far, on top of the store, by aggregate key.
 #[derive(Default)]
 struct Overlay {
-    products: HashMap<Sku, Option<Product>>,
+    products: HashMap<String, Option<Product>>,
     claims: HashMap<String, Option<GtinClaim>>,
-    orders: HashMap<OrderId, Option<Order>>,
+    orders: HashMap<String, Option<Order>>,
 }
 
 /// A decision: the records to append and the aggregate's version after them.
 type Decided = Result<(Vec<Record>, u64), Rejection>;
 
+/// What deciding a batch (step 3) leaves for the steps after it.
+#[derive(Default)]
+struct Decisions {
+    /// Every command of the batch, in order, with what its answer waits for.
+    pending: Vec<(CommandRecord, Pending)>,
+    /// The events of the batch, to append in one go.
+    appends: Vec<Record>,
+    /// Outcomes of commands that append nothing, committed with the fold.
+    extras: Vec<(CommandId, AppliedCommand)>,
+    /// Where `commands` resumes after this batch.
+    commands_next: Option<Offset>,
+    /// Commands the batch causes: claims routed first, saga steps, settles.
+    sends: Vec<CommandRecord>,
+    overlay: Overlay,
+    /// Where each command id first stands in `pending`.
+    first_of: HashMap<CommandId, usize>,
+}
+
+/// What the append (step 4) tells the fold.
+struct Appended {
+    /// The `events` offset to fold up to.
+    end: Offset,
+    /// The appended records at their offsets, when nothing else can be between them.
+    own: Option<Vec<StoredRecord>>,
+    /// The append failed: its outcome is unknown and the batch is answered from the log.
+    failure: Option<LogError>,
+}
+
 impl Worker {
+    /// Steps 3 to 6 for one batch: decide all, append once, fold, answer.
     pub(super) async fn handle(&mut self, incoming: Vec<Incoming>) -> Result<(), ProcessorError> {
-        let mut overlay = Overlay::default();
-        let mut first_of: HashMap<CommandId, usize> = HashMap::new();
-        let mut pending: Vec<(CommandRecord, Pending)> = Vec::with_capacity(incoming.len());
-        let mut appends = Vec::new();
-        let mut extras: Vec<(CommandId, AppliedCommand)> = Vec::new();
-        let mut commands_next: Option<Offset> = None;
-        let mut sends: Vec<CommandRecord> = Vec::new();
+        let mut batch = Decisions::default();
+        for command in incoming {
+            self.take(&mut batch, command)?;
+        }
+        let appended = self.append(std::mem::take(&mut batch.appends)).await?;
+        let extras = std::mem::take(&mut batch.extras);
+        match appended.own {
+            Some(records) => self.fold_appended(records, extras, batch.commands_next).await?,
+            None => self.catch_up_to(appended.end, extras, batch.commands_next).await?,
+        }
+        self.answer_batch(batch.pending, batch.sends).await?;
+        if let Some(e) = appended.failure {
+            return Err(e.into());
+        }
+        self.check_owner()
+    }
 
-        for Incoming { offset, cmd, correlation_id } in incoming {
-            if let Some(o) = offset {
-                commands_next = Some(Offset(o.0 + 1).max(commands_next.unwrap_or_default()));
+    /// Step 3 for one command: answers it from the store if it was decided before,
+    /// routes it to its GTIN claim first if it gives a product a GTIN, else decides it.
+    fn take(&mut self, batch: &mut Decisions, incoming: Incoming) -> Result<(), ProcessorError> {
+        let Incoming { offset, cmd, correlation_id } = incoming;
+        if let Some(o) = offset {
+            batch.commands_next = Some(Offset(o.0 + 1).max(batch.commands_next.unwrap_or_default()));
+        }
+        if let Some(&i) = batch.first_of.get(&cmd.id) {
+            batch.pending.push((cmd, Pending::SameAs(i)));
+            return Ok(());
+        }
+        if let Some(known) = self.decided_before(&cmd, &mut batch.sends)? {
+            batch.pending.push((cmd, known));
+            return Ok(());
+        }
+        if let Target::Product { command, .. } = &cmd.target
+            && command.gtin_to_claim().is_some()
+            && !is_claim_step(&cmd)
+        {
+            // A GTIN is given only through its claim: send the command there first.
+            let mut routed = cmd.clone();
+            routed.target = routed.target.routed(cmd.expected_version);
+            batch.sends.push(routed);
+            batch.pending.push((cmd, Pending::Later));
+            return Ok(());
+        }
+        batch.first_of.insert(cmd.id.clone(), batch.pending.len());
+        let ctx = Context { command_id: cmd.id.clone(), now: cmd.at, expected_version: cmd.expected_version };
+        let provenance =
+            Provenance { fingerprint: Some(cmd.fingerprint.clone()), command_offset: offset, correlation_id };
+        match self.decide(&mut batch.overlay, &cmd.target, &ctx, &provenance)? {
+            Ok((records, _)) if !records.is_empty() => {
+                batch.appends.extend(records);
+                batch.pending.push((cmd, Pending::InLog));
             }
-            if let Some(&i) = first_of.get(&cmd.id) {
-                pending.push((cmd, Pending::SameAs(i)));
-                continue;
-            }
-            // A claim's product step carries the claim's id; when the GTIN and the
-            // product share a partition, that id is "in progress" here: decide it.
-            let claim_step = matches!(cmd.notify, Some(Notify::GtinClaim { .. }));
-            if let Some(applied) = self.store.applied(&cmd.id)?
-                && !(claim_step && applied.outcome == StoredOutcome::InProgress)
-            {
-                if applied.outcome == StoredOutcome::InProgress {
-                    // Asked again while its answer is still being worked out.
-                    self.still_in_progress(&cmd, &mut sends)?;
-                    pending.push((cmd, Pending::Later));
-                } else {
-                    let outcome = replay(&applied, &cmd.fingerprint);
-                    pending.push((cmd, Pending::Known(outcome)));
-                }
-                continue;
-            }
-            if let Target::Product { command, .. } = &cmd.target
-                && command.gtin_to_claim().is_some()
-                && !claim_step
-            {
-                // A GTIN is given only through its claim: send the command there first.
-                let mut routed = cmd.clone();
-                routed.target = routed.target.routed(cmd.expected_version);
-                sends.push(routed);
-                pending.push((cmd, Pending::Later));
-                continue;
-            }
-            first_of.insert(cmd.id.clone(), pending.len());
-            let ctx = Context { command_id: cmd.id.clone(), now: cmd.at, expected_version: cmd.expected_version };
-            let provenance =
-                Provenance { fingerprint: Some(cmd.fingerprint.clone()), command_offset: offset, correlation_id };
-            let decided = self.decide(&mut overlay, &cmd.target, &ctx, &provenance)?;
-            match decided {
-                Ok((records, _)) if !records.is_empty() => {
-                    appends.extend(records);
-                    pending.push((cmd, Pending::InLog));
-                }
-                other => {
-                    let outcome = match other {
-                        // Accepted, nothing changed: the answer is the current version.
-                        Ok((_, version)) => StoredOutcome::Accepted { version, position: Position::new() },
-                        Err(rejection) => StoredOutcome::Rejected { rejection },
-                    };
-                    let applied = AppliedCommand { fingerprint: Some(cmd.fingerprint.clone()), at: cmd.at, outcome };
-                    extras.push((cmd.id.clone(), applied.clone()));
-                    pending.push((cmd, Pending::Known(replay(&applied, ""))));
-                }
+            other => {
+                let outcome = match other {
+                    // Accepted, nothing changed: the answer is the current version.
+                    Ok((_, version)) => StoredOutcome::Accepted { version, position: Position::new() },
+                    Err(rejection) => StoredOutcome::Rejected { rejection },
+                };
+                let applied = AppliedCommand { fingerprint: Some(cmd.fingerprint.clone()), at: cmd.at, outcome };
+                batch.extras.push((cmd.id.clone(), applied.clone()));
+                batch.pending.push((cmd, Pending::Known(replay(&applied, ""))));
             }
         }
+        Ok(())
+    }
 
-        let mut failure = None;
-        let mut own = None;
-        let end = if appends.is_empty() {
-            self.meta.events_next
-        } else {
-            let appended = appends.clone();
-            match log_of(self).append(Topic::Events, self.partition, appends).await {
-                Ok(offsets) => {
-                    own = self.contiguous(&offsets).then(|| self.stored(appended, &offsets));
-                    offsets.last().map_or(self.meta.events_next, |o| Offset(o.0 + 1))
-                }
-                Err(e) => {
-                    // The outcome is unknown: fold what the log has and answer from it.
-                    warn!(partition = self.partition.0, error = %e, "append failed; answering from the log");
-                    let end = log_of(self).end_offset(Topic::Events, self.partition).await?;
-                    failure = Some(e);
-                    end
-                }
+    /// Step 3's first rule: a command id the store knows is never applied twice. Its
+    /// recorded outcome answers it, or, still in progress, it is driven on again.
+    fn decided_before(
+        &mut self,
+        cmd: &CommandRecord,
+        sends: &mut Vec<CommandRecord>,
+    ) -> Result<Option<Pending>, ProcessorError> {
+        let Some(applied) = self.store.applied(&cmd.id)? else { return Ok(None) };
+        let in_progress = applied.outcome == StoredOutcome::InProgress;
+        // A claim's product step carries the claim's id; when the GTIN and the
+        // product share a partition, that id is "in progress" here: decide it.
+        if in_progress && is_claim_step(cmd) {
+            return Ok(None);
+        }
+        if in_progress {
+            // Asked again while its answer is still being worked out.
+            self.still_in_progress(cmd, sends)?;
+            return Ok(Some(Pending::Later));
+        }
+        Ok(Some(Pending::Known(replay(&applied, &cmd.fingerprint))))
+    }
+
+    /// Decides one command against the store plus the batch's earlier decisions.
+    fn decide(
+        &self,
+        overlay: &mut Overlay,
+        target: &Target,
+        ctx: &Context,
+        provenance: &Provenance,
+    ) -> Result<Decided, ProcessorError> {
+        let store = &self.store;
+        match target {
+            Target::Product { sku, command } => {
+                self.decide_on(&mut overlay.products, sku, command, ctx, provenance, || store.product(sku))
             }
+            Target::Gtin { gtin, command } => {
+                let load = || store.gtin_claim(&gtin.canonical());
+                self.decide_on(&mut overlay.claims, gtin, command, ctx, provenance, load)
+            }
+            Target::Order { order_id, command } => {
+                self.decide_on(&mut overlay.orders, order_id, command, ctx, provenance, || store.order(order_id))
+            }
+        }
+    }
+
+    /// Step 3 on aggregate `A`: decides against the instance's state in the batch
+    /// (`load`ed from the store on first use), folds the events into that state for
+    /// the batch's later commands, and encodes them for the append.
+    fn decide_on<A: Aggregate>(
+        &self,
+        states: &mut HashMap<String, Option<A>>,
+        id: &A::Id,
+        command: &A::Command,
+        ctx: &Context,
+        provenance: &Provenance,
+        load: impl FnOnce() -> Result<Option<A>, StoreError>,
+    ) -> Result<Decided, ProcessorError> {
+        let state = match states.entry(A::key(id).into_owned()) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => e.insert(load()?),
         };
-        match own {
-            Some(records) => self.fold_appended(records, extras, commands_next).await?,
-            None => self.catch_up_to(end, extras, commands_next).await?,
+        let events = match A::decide(state.as_ref(), id, command, ctx) {
+            Ok(events) => events,
+            Err(rejection) => return Ok(Err(rejection)),
+        };
+        let mut records = Vec::with_capacity(events.len());
+        for (i, event) in events.iter().enumerate() {
+            records.push(encode_event::<A>(event, i, &self.writer, &self.shared.source, provenance)?);
+            *state = A::evolve(state.take(), event);
         }
+        Ok(Ok((records, state.as_ref().map_or(0, A::version))))
+    }
 
+    /// Step 4: appends the batch's events in one append (group commit). An append
+    /// whose outcome is unknown is not a failure of its commands: the fold reads the
+    /// partition's tail and the batch is answered from what is there.
+    async fn append(&mut self, appends: Vec<Record>) -> Result<Appended, ProcessorError> {
+        if appends.is_empty() {
+            return Ok(Appended { end: self.meta.events_next, own: None, failure: None });
+        }
+        let appended = appends.clone();
+        match log_of(self).append(Topic::Events, self.partition, appends).await {
+            Ok(offsets) => Ok(Appended {
+                end: offsets.last().map_or(self.meta.events_next, |o| Offset(o.0 + 1)),
+                own: self.contiguous(&offsets).then(|| self.stored(appended, &offsets)),
+                failure: None,
+            }),
+            Err(e) => {
+                // The outcome is unknown: fold what the log has and answer from it.
+                warn!(partition = self.partition.0, error = %e, "append failed; answering from the log");
+                let end = log_of(self).end_offset(Topic::Events, self.partition).await?;
+                Ok(Appended { end, own: None, failure: Some(e) })
+            }
+        }
+    }
+
+    /// Step 6, after the fold: each command's answer from what the store now holds;
+    /// the sagas hear how their steps ended, then the clients are answered.
+    async fn answer_batch(
+        &mut self,
+        pending: Vec<(CommandRecord, Pending)>,
+        mut sends: Vec<CommandRecord>,
+    ) -> Result<(), ProcessorError> {
+        let answers = self.answers(&pending, &mut sends)?;
+        for ((cmd, _), outcome) in pending.iter().zip(&answers) {
+            if let (Some(notify), Some(outcome)) = (&cmd.notify, outcome)
+                && let Some(next) = self.notification(cmd, notify, outcome)?
+            {
+                sends.push(next);
+            }
+        }
+        let outcomes = pending.into_iter().zip(answers).filter_map(|((cmd, _), o)| outcome_record(cmd, o?)).collect();
+        // What the batch caused goes out before the clients hear of it: a client's
+        // next command then finds the release or settle of a GTIN ahead of it in the
+        // GTIN's partition (a partition is first in, first out).
+        self.send_commands(sends).await?;
+        self.apply_effects().await?;
+        self.answer(outcomes).await
+    }
+
+    /// The answer of each command of the batch once folded (`None`: not known yet),
+    /// counted in the partition's health.
+    fn answers(
+        &mut self,
+        pending: &[(CommandRecord, Pending)],
+        sends: &mut Vec<CommandRecord>,
+    ) -> Result<Vec<Option<Outcome>>, ProcessorError> {
         let owner = self.is_owner();
         let mut answers: Vec<Option<Outcome>> = Vec::with_capacity(pending.len());
-        for (cmd, p) in &pending {
+        for (cmd, p) in pending {
             let outcome = match p {
                 Pending::Known(o) => Some(o.clone()),
                 Pending::SameAs(i) => answers.get(*i).cloned().flatten(),
                 Pending::Later => None,
                 Pending::InLog => match self.store.applied(&cmd.id)? {
                     Some(applied) if applied.outcome == StoredOutcome::InProgress => {
-                        self.still_in_progress(cmd, &mut sends)?;
+                        self.still_in_progress(cmd, sends)?;
                         None
                     }
                     Some(applied) => Some(replay(&applied, &cmd.fingerprint)),
@@ -196,110 +327,7 @@ impl Worker {
             };
             counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
-        for ((cmd, _), outcome) in pending.iter().zip(&answers) {
-            if let (Some(notify), Some(outcome)) = (&cmd.notify, outcome)
-                && let Some(next) = self.notification(cmd, notify, outcome)?
-            {
-                sends.push(next);
-            }
-        }
-        let outcomes: Vec<OutcomeRecord> = pending
-            .into_iter()
-            .zip(answers)
-            .filter_map(|((cmd, _), o)| {
-                let outcome = o?;
-                match cmd.notify {
-                    // A failed claim step: the settle that abandoned the claim answers for it.
-                    Some(Notify::GtinClaim { .. }) if matches!(outcome, Outcome::Rejected { .. }) => None,
-                    Some(Notify::Answer { command_id, rejection }) => Some(OutcomeRecord {
-                        command_id,
-                        reply_to: cmd.reply_to,
-                        outcome: match outcome {
-                            Outcome::Accepted { .. } | Outcome::Rejected { .. } => Outcome::Rejected { rejection },
-                            other => other,
-                        },
-                    }),
-                    _ => Some(OutcomeRecord { command_id: cmd.id, reply_to: cmd.reply_to, outcome }),
-                }
-            })
-            .collect();
-        // What the batch caused goes out before the clients hear of it: a client's
-        // next command then finds the release or settle of a GTIN ahead of it in the
-        // GTIN's partition (a partition is first in, first out).
-        self.send_commands(sends).await?;
-        self.apply_effects().await?;
-        self.answer(outcomes).await?;
-        if let Some(e) = failure {
-            return Err(e.into());
-        }
-        self.check_owner()
-    }
-
-    /// Decides one command against the store plus the batch's earlier decisions.
-    fn decide(
-        &self,
-        overlay: &mut Overlay,
-        target: &Target,
-        ctx: &Context,
-        provenance: &Provenance,
-    ) -> Result<Decided, ProcessorError> {
-        let (writer, source) = (&self.writer, &self.shared.source);
-        Ok(match target {
-            Target::Product { sku, command } => {
-                let state = match overlay.products.entry(sku.clone()) {
-                    Entry::Occupied(e) => e.into_mut(),
-                    Entry::Vacant(e) => e.insert(self.store.product(sku)?),
-                };
-                match product::decide(state.as_ref(), sku, command, ctx) {
-                    Ok(events) => {
-                        let mut records = Vec::with_capacity(events.len());
-                        for (i, event) in events.iter().enumerate() {
-                            records.push(encode_product_event(event, i, writer, source, provenance)?);
-                            *state = product::evolve(state.take(), event);
-                        }
-                        Ok((records, state.as_ref().map_or(0, |p| p.version)))
-                    }
-                    Err(r) => Err(r),
-                }
-            }
-            Target::Gtin { gtin, command } => {
-                let state = match overlay.claims.entry(gtin.canonical()) {
-                    Entry::Occupied(e) => e.into_mut(),
-                    Entry::Vacant(e) => {
-                        let loaded = self.store.gtin_claim(e.key())?;
-                        e.insert(loaded)
-                    }
-                };
-                match gtin::decide(state.as_ref(), gtin, command, ctx) {
-                    Ok(events) => {
-                        let mut records = Vec::with_capacity(events.len());
-                        for (i, event) in events.iter().enumerate() {
-                            records.push(encode_gtin_event(event, i, writer, source, provenance)?);
-                            *state = Some(gtin::evolve(state.take(), event));
-                        }
-                        Ok((records, state.as_ref().map_or(0, |c| c.version)))
-                    }
-                    Err(r) => Err(r),
-                }
-            }
-            Target::Order { order_id, command } => {
-                let state = match overlay.orders.entry(order_id.clone()) {
-                    Entry::Occupied(e) => e.into_mut(),
-                    Entry::Vacant(e) => e.insert(self.store.order(order_id)?),
-                };
-                match order::decide(state.as_ref(), order_id, command, ctx) {
-                    Ok(events) => {
-                        let mut records = Vec::with_capacity(events.len());
-                        for (i, event) in events.iter().enumerate() {
-                            records.push(encode_order_event(event, i, writer, source, provenance)?);
-                            *state = Some(order::evolve(state.take(), event));
-                        }
-                        Ok((records, state.as_ref().map_or(0, |o| o.version)))
-                    }
-                    Err(r) => Err(r),
-                }
-            }
-        })
+        Ok(answers)
     }
 
     /// A command taken whose answer is not known yet: a GTIN claim goes (again) to
@@ -453,17 +481,11 @@ impl Worker {
         if sends.is_empty() {
             return Ok(());
         }
-        let log = log_of(self);
-        let mut by_partition: BTreeMap<Partition, Vec<Record>> = BTreeMap::new();
+        let mut records = Vec::with_capacity(sends.len());
         for cmd in sends {
-            let p = log.partition_for_key(Topic::Commands, cmd.target.key().as_bytes());
-            by_partition.entry(p).or_default().push(cmd.to_record(&self.shared.source, None)?);
+            records.push((cmd.target.key().into_bytes(), cmd.to_record(&self.shared.source, None)?));
         }
-        let appends = by_partition.into_iter().map(|(p, records)| log.append(Topic::Commands, p, records));
-        for result in futures::future::join_all(appends).await {
-            result?;
-        }
-        Ok(())
+        append_by_key(log_of(self), Topic::Commands, records).await
     }
 }
 
@@ -519,5 +541,27 @@ fn replay(applied: &AppliedCommand, fingerprint: &str) -> Outcome {
         }
         StoredOutcome::Rejected { rejection } => Outcome::Rejected { rejection: rejection.clone() },
         StoredOutcome::InProgress => Outcome::Unavailable { reason: "still in progress; ask again".into() },
+    }
+}
+
+/// Whether `cmd` is the product step of a GTIN claim (it carries the claim's id).
+fn is_claim_step(cmd: &CommandRecord) -> bool {
+    matches!(cmd.notify, Some(Notify::GtinClaim { .. }))
+}
+
+/// What the client of `cmd` is told, if anyone is.
+fn outcome_record(cmd: CommandRecord, outcome: Outcome) -> Option<OutcomeRecord> {
+    match cmd.notify {
+        // A failed claim step: the settle that abandoned the claim answers for it.
+        Some(Notify::GtinClaim { .. }) if matches!(outcome, Outcome::Rejected { .. }) => None,
+        Some(Notify::Answer { command_id, rejection }) => Some(OutcomeRecord {
+            command_id,
+            reply_to: cmd.reply_to,
+            outcome: match outcome {
+                Outcome::Accepted { .. } | Outcome::Rejected { .. } => Outcome::Rejected { rejection },
+                other => other,
+            },
+        }),
+        _ => Some(OutcomeRecord { command_id: cmd.id, reply_to: cmd.reply_to, outcome }),
     }
 }

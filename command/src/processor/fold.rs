@@ -12,10 +12,10 @@
 
 use stockroom_domain::gtin::{self, GtinEvent};
 use stockroom_domain::order::{self, OrderEvent, OrderStatus};
-use stockroom_domain::product::{DetailField, ProductEvent, ProductEventBody, VersionCheck, check_version, evolve};
-use stockroom_domain::{CommandId, Rejection};
+use stockroom_domain::product::{DetailField, ProductEvent, ProductEventBody, evolve};
+use stockroom_domain::{CommandId, Rejection, VersionCheck, check_version};
 use stockroom_topics::events::{LogEntry, decode_entry, envelope_of, provenance_of};
-use stockroom_topics::{Admission, Position, StoredRecord};
+use stockroom_topics::{Admission, Envelope, Position, StoredRecord};
 use tracing::{debug, warn};
 
 use crate::store::{AppliedCommand, Changes, OwedRelease, StoreError, StoredOutcome};
@@ -49,60 +49,80 @@ fn fold_one(
     record: &StoredRecord,
     unreadable: &mut Vec<Unreadable>,
 ) -> Result<(), StoreError> {
+    let Some(env) = admitted(changes, record, unreadable) else {
+        return Ok(());
+    };
+    match decode_entry(&env, record) {
+        Ok(LogEntry::Product(event)) => fold_product(changes, record, &env, &event),
+        Ok(LogEntry::Fence(_)) => Ok(()),
+        Ok(LogEntry::Gtin(event)) => {
+            let fingerprint = provenance_of(&env, record).fingerprint;
+            fold_gtin(changes, record, &event, fingerprint.as_deref())
+        }
+        Ok(LogEntry::Order(event)) => {
+            let fingerprint = provenance_of(&env, record).fingerprint;
+            fold_order(changes, record, &event, fingerprint)
+        }
+        Err(e) => {
+            unreadable.push(Unreadable { record: record.clone(), reason: e.to_string() });
+            Ok(())
+        }
+    }
+}
+
+/// Rules 1 and 2: the envelope of a record to fold, or `None` for a fence (now
+/// tracked), a record of a fenced-out writer, or one without a readable envelope
+/// (dead-lettered).
+fn admitted(changes: &mut Changes<'_>, record: &StoredRecord, unreadable: &mut Vec<Unreadable>) -> Option<Envelope> {
     let partition = record.partition;
     let env = match envelope_of(record) {
         Ok(env) => env,
         Err(e) => {
             unreadable.push(Unreadable { record: record.clone(), reason: e.to_string() });
-            return Ok(());
+            return None;
         }
     };
     match changes.meta.fences.admit(partition, &env) {
         Admission::Fence(writer) => {
             debug!(partition = partition.0, offset = record.offset.0, epoch = writer.epoch, owner = %writer.owner, "partition fenced");
-            return Ok(());
+            None
         }
         Admission::IgnoredFence => {
             debug!(partition = partition.0, offset = record.offset.0, "ignored stale fence");
-            return Ok(());
+            None
         }
         Admission::Stale => {
             warn!(partition = partition.0, offset = record.offset.0, "ignored record of a fenced-out writer");
-            return Ok(());
+            None
         }
-        Admission::Current => {}
+        Admission::Current => Some(env),
     }
-    let event = match decode_entry(&env, record) {
-        Ok(LogEntry::Product(event)) => event,
-        Ok(LogEntry::Fence(_)) => return Ok(()),
-        Ok(LogEntry::Gtin(event)) => {
-            let fingerprint = provenance_of(&env, record).fingerprint;
-            return fold_gtin(changes, record, &event, fingerprint.as_deref());
-        }
-        Ok(LogEntry::Order(event)) => {
-            let fingerprint = provenance_of(&env, record).fingerprint;
-            return fold_order(changes, record, &event, fingerprint);
-        }
-        Err(e) => {
-            unreadable.push(Unreadable { record: record.clone(), reason: e.to_string() });
-            return Ok(());
-        }
-    };
+}
+
+/// Rule 3 for a product event, then the product, its reservation deadlines, its
+/// GTIN claim and its command's outcome.
+fn fold_product(
+    changes: &mut Changes<'_>,
+    record: &StoredRecord,
+    env: &Envelope,
+    event: &ProductEvent,
+) -> Result<(), StoreError> {
+    let (partition, offset) = (record.partition.0, record.offset.0);
     let before = changes.product(&event.sku)?.cloned();
-    match check_version(before.as_ref(), &event) {
+    match check_version(before.as_ref(), event) {
         VersionCheck::Next => {}
         VersionCheck::AlreadyApplied => {
-            debug!(partition = partition.0, offset = record.offset.0, sku = %event.sku, version = event.version, "skipped applied event");
+            debug!(partition, offset, sku = %event.sku, version = event.version, "skipped applied event");
             return Ok(());
         }
         VersionCheck::Gap => {
-            warn!(partition = partition.0, offset = record.offset.0, sku = %event.sku, version = event.version, "skipped event after a version gap");
+            warn!(partition, offset, sku = %event.sku, version = event.version, "skipped event after a version gap");
             return Ok(());
         }
     }
     let before_gtin = before.as_ref().and_then(|p| p.details.gtin.clone());
     let old_expiry = before.as_ref().and_then(|p| p.next_expiry());
-    let Some(after) = evolve(before, &event) else {
+    let Some(after) = evolve(before, event) else {
         return Ok(());
     };
     let new_expiry = after.next_expiry();
@@ -114,20 +134,15 @@ fn fold_one(
             changes.add_expiry(at, &event.sku);
         }
     }
-    track_gtin(changes, before_gtin, &after, &event)?;
-    let provenance = provenance_of(&env, record);
+    track_gtin(changes, before_gtin, &after, event)?;
+    let provenance = provenance_of(env, record);
     if let Some(o) = provenance.command_offset {
         changes.meta.last_command_offset = Some(changes.meta.last_command_offset.map_or(o, |l| l.max(o)));
     }
-    let mut position = Position::new();
-    position.set(partition, stockroom_topics::Offset(record.offset.0 + 1));
+    let outcome = StoredOutcome::Accepted { version: event.version, position: position_after(record) };
     changes.record_command(
         &event.command_id,
-        &AppliedCommand {
-            fingerprint: provenance.fingerprint,
-            at: event.at,
-            outcome: StoredOutcome::Accepted { version: event.version, position },
-        },
+        &AppliedCommand { fingerprint: provenance.fingerprint, at: event.at, outcome },
     )?;
     changes.put_product(after);
     Ok(())
@@ -174,8 +189,8 @@ fn fold_gtin(
 ) -> Result<(), StoreError> {
     let canonical = event.gtin.canonical();
     let before = changes.gtin_claim(&canonical)?.cloned();
-    let current = before.as_ref().map_or(0, |c| c.version);
-    if event.version != current + 1 {
+    if check_version(before.as_ref(), event) != VersionCheck::Next {
+        let current = before.as_ref().map_or(0, |c| c.version);
         debug!(partition = record.partition.0, offset = record.offset.0, gtin = %canonical, version = event.version, current, "skipped GTIN event out of sequence");
         return Ok(());
     }
@@ -201,8 +216,8 @@ fn fold_order(
     fingerprint: Option<String>,
 ) -> Result<(), StoreError> {
     let before = changes.order(&event.order_id)?.cloned();
-    let current = before.as_ref().map_or(0, |o| o.version);
-    if event.version != current + 1 {
+    if check_version(before.as_ref(), event) != VersionCheck::Next {
+        let current = before.as_ref().map_or(0, |o| o.version);
         debug!(partition = record.partition.0, offset = record.offset.0, order = %event.order_id, version = event.version, current, "skipped order event out of sequence");
         return Ok(());
     }

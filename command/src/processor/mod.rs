@@ -55,7 +55,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use stockroom_topics::{EventLog, LogError, MembershipEvent, Partition, PartitionMembership, Writer};
+use stockroom_topics::{Backoff, EventLog, LogError, MembershipEvent, Partition, PartitionMembership, Writer};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
@@ -252,13 +252,18 @@ impl Processor {
 /// back (two sessions of the command group at its default timeout).
 const FENCED_RECLAIM_AFTER: Duration = Duration::from_secs(20);
 
+/// A failed worker restarts after 100 ms, then twice as long each time, at most 5 s;
+/// a worker that served resets the delay.
+const RESTART_BACKOFF_INITIAL: Duration = Duration::from_millis(100);
+const RESTART_BACKOFF_CAP: Duration = Duration::from_secs(5);
+
 async fn supervise(shared: Arc<Shared>, partition: Partition, cancel: CancellationToken, reclaim: bool) {
     let lock = shared.partition_lock(partition);
     let _running = tokio::select! {
         _ = cancel.cancelled() => return,
         guard = lock.lock_owned() => guard,
     };
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::new(RESTART_BACKOFF_INITIAL, 2, RESTART_BACKOFF_CAP);
     loop {
         shared.health.set(partition, PartitionState::CatchingUp);
         let result = tokio::select! {
@@ -268,7 +273,7 @@ async fn supervise(shared: Arc<Shared>, partition: Partition, cancel: Cancellati
         let result = match result {
             Ok(w) => {
                 info!(partition = partition.0, owner = %shared.owner, "partition claimed; serving");
-                backoff = Duration::from_millis(100);
+                backoff.reset();
                 w.run(cancel.clone()).await
             }
             Err(e) => Err(e),
@@ -287,15 +292,14 @@ async fn supervise(shared: Arc<Shared>, partition: Partition, cancel: Cancellati
                 }
             }
             Err(e) => {
-                warn!(partition = partition.0, error = %e, backoff_ms = backoff.as_millis() as u64, "partition worker stopped; restarting");
+                warn!(partition = partition.0, error = %e, backoff_ms = backoff.peek().as_millis() as u64, "partition worker stopped; restarting");
                 shared.health.set(partition, PartitionState::Failed(e.to_string()));
             }
         }
         tokio::select! {
             _ = cancel.cancelled() => break,
-            _ = tokio::time::sleep(backoff) => {}
+            _ = backoff.wait() => {}
         }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
     }
     shared.health.remove(partition);
 }

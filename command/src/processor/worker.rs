@@ -1,6 +1,6 @@
 //! One partition's worker: catch up, fence, then decide → append → fold → answer.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,7 @@ use super::fold::{Unreadable, fold};
 use super::health::PartitionState;
 use super::{ProcessorError, Shared};
 use crate::protocol::{CommandRecord, OutcomeRecord};
-use crate::store::{AppliedCommand, Effects, Meta, PartitionStore};
+use crate::store::{AppliedCommand, Changes, Effects, Meta, PartitionStore};
 
 /// How many log records one fold step takes.
 const FOLD_BATCH: usize = 4096;
@@ -157,12 +157,7 @@ impl Worker {
             if changes.meta.events_next >= end
                 && let Some(extras) = extras.take()
             {
-                for (id, applied) in &extras {
-                    changes.record_command(id, applied)?;
-                }
-                if let Some(next) = commands_next {
-                    changes.meta.commands_next = changes.meta.commands_next.max(next);
-                }
+                record_batch(&mut changes, &extras, commands_next)?;
             }
             self.meta = changes.commit()?;
             self.effects.append(effects);
@@ -199,12 +194,7 @@ impl Worker {
         let mut unreadable = Vec::new();
         fold(&mut changes, &records, &mut unreadable)?;
         let effects = std::mem::take(&mut changes.effects);
-        for (id, applied) in &extras {
-            changes.record_command(id, applied)?;
-        }
-        if let Some(next) = commands_next {
-            changes.meta.commands_next = changes.meta.commands_next.max(next);
-        }
+        record_batch(&mut changes, &extras, commands_next)?;
         self.meta = changes.commit()?;
         self.effects.append(effects);
         // The reader skips what was folded here.
@@ -281,23 +271,51 @@ impl Worker {
 
     /// Publishes outcomes on `results`, keyed (and partitioned) by command id.
     pub(super) async fn answer(&self, outcomes: Vec<OutcomeRecord>) -> Result<(), ProcessorError> {
-        let log = &self.shared.log;
         let now = time::now_ms();
-        let mut by_partition: std::collections::BTreeMap<Partition, Vec<Record>> = Default::default();
+        let mut records = Vec::new();
         let local = self.shared.local_api.get();
         for o in outcomes.iter().filter(|o| o.reply_to.is_some()) {
             if local.is_some_and(|api| api.answer_local(o)) {
                 continue;
             }
-            let p = log.partition_for_key(Topic::Results, o.command_id.as_str().as_bytes());
-            by_partition.entry(p).or_default().push(o.to_record(&self.shared.source, now)?);
+            records.push((o.command_id.as_str().as_bytes().to_vec(), o.to_record(&self.shared.source, now)?));
         }
-        let appends = by_partition.into_iter().map(|(p, records)| log.append(Topic::Results, p, records));
-        for result in futures::future::join_all(appends).await {
-            result?;
-        }
-        Ok(())
+        append_by_key(&self.shared.log, Topic::Results, records).await
     }
+}
+
+/// Commits, with a fold's last step, the outcomes of the batch's commands that
+/// appended nothing (`extras`) and where `commands` resumes after the batch.
+fn record_batch(
+    changes: &mut Changes<'_>,
+    extras: &[(CommandId, AppliedCommand)],
+    commands_next: Option<Offset>,
+) -> Result<(), ProcessorError> {
+    for (id, applied) in extras {
+        changes.record_command(id, applied)?;
+    }
+    if let Some(next) = commands_next {
+        changes.meta.commands_next = changes.meta.commands_next.max(next);
+    }
+    Ok(())
+}
+
+/// Appends `(key, record)`s to the partitions of `topic` their keys belong to: one
+/// append per partition, all at once.
+pub(super) async fn append_by_key(
+    log: &EventLog,
+    topic: Topic,
+    records: Vec<(Vec<u8>, Record)>,
+) -> Result<(), ProcessorError> {
+    let mut by_partition: BTreeMap<Partition, Vec<Record>> = BTreeMap::new();
+    for (key, record) in records {
+        by_partition.entry(log.partition_for_key(topic, &key)).or_default().push(record);
+    }
+    let appends = by_partition.into_iter().map(|(p, records)| log.append(topic, p, records));
+    for result in futures::future::join_all(appends).await {
+        result?;
+    }
+    Ok(())
 }
 
 pub(super) fn log_of(w: &Worker) -> &EventLog {

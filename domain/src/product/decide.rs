@@ -1,7 +1,9 @@
 use crate::context::Context;
-use crate::ids::{ReservationId, Sku};
+use crate::ids::{OrderId, ReservationId, Sku, Timestamp};
 use crate::rejection::Rejection;
-use crate::validation::{ON_HAND_MAX, QUANTITY_MAX, REASON_MAX_CHARS, ValidationError, bounded_text, required_text};
+use crate::validation::{
+    ON_HAND_MAX, QUANTITY_MAX, Quantity, REASON_MAX_CHARS, ValidationError, bounded_text, required_text,
+};
 
 use super::command::{DetailsPatch, ProductCommand};
 use super::event::{DetailField, ProductEvent, ProductEventBody, ReleaseReason};
@@ -64,92 +66,37 @@ fn decide_existing(
     command: &ProductCommand,
     ctx: &Context,
 ) -> Result<Vec<ProductEventBody>, Rejection> {
-    let active = || {
-        if product.status == ProductStatus::Discontinued {
-            Err(Rejection::ProductDiscontinued { sku: product.sku.clone() })
-        } else {
-            Ok(())
-        }
-    };
-    Ok(match command {
-        ProductCommand::Register(_) => unreachable_register(product)?,
+    match command {
+        ProductCommand::Register(_) => unreachable_register(product),
+        // Catalog commands: only while the product is active.
         ProductCommand::UpdateDetails(patch) => {
-            active()?;
-            update_details(&product.details, patch)?
+            ensure_active(product)?;
+            update_details(&product.details, patch)
         }
         ProductCommand::Discontinue => {
-            active()?;
-            vec![ProductEventBody::ProductDiscontinued]
+            ensure_active(product)?;
+            Ok(vec![ProductEventBody::ProductDiscontinued])
         }
-        ProductCommand::ReceiveStock { quantity, reference } => {
-            active()?;
-            if let Some(r) = reference {
-                bounded_text("reference", r, REASON_MAX_CHARS)?;
-            }
-            if product.stock.on_hand.saturating_add(quantity.get()) > ON_HAND_MAX {
-                return Err(Rejection::StockOverflow);
-            }
-            vec![ProductEventBody::StockReceived { quantity: quantity.get(), reference: reference.clone() }]
-        }
-        ProductCommand::AdjustStock { delta, reason } => {
-            // Allowed on discontinued products: write-offs and counts still happen.
-            if *delta == 0 {
-                return Err(ValidationError::new("delta", "must not be 0").into());
-            }
-            if delta.unsigned_abs() > QUANTITY_MAX {
-                return Err(ValidationError::new(
-                    "delta",
-                    format!("must be between -{QUANTITY_MAX} and {QUANTITY_MAX}"),
-                )
-                .into());
-            }
-            required_text("reason", reason, REASON_MAX_CHARS)?;
-            let on_hand = product.stock.on_hand as i128 + *delta as i128;
-            if on_hand < product.stock.reserved as i128 {
-                return Err(Rejection::InsufficientStock {
-                    requested: delta.unsigned_abs(),
-                    available: product.stock.available(),
-                });
-            }
-            if on_hand > ON_HAND_MAX as i128 {
-                return Err(Rejection::StockOverflow);
-            }
-            vec![ProductEventBody::StockAdjusted { delta: *delta, reason: reason.clone() }]
-        }
+        // Stock levels.
+        ProductCommand::ReceiveStock { quantity, reference } => receive_stock(product, *quantity, reference),
+        ProductCommand::AdjustStock { delta, reason } => adjust_stock(product, *delta, reason),
+        // Reservations.
         ProductCommand::Reserve { reservation_id, quantity, expires_at, order_id } => {
-            active()?;
-            if product.reservations.contains_key(reservation_id) {
-                return Err(Rejection::ReservationExists { reservation_id: reservation_id.clone() });
-            }
-            if let Some(at) = expires_at
-                && *at <= ctx.now
-            {
-                return Err(ValidationError::new("expires_in_secs", "must be in the future").into());
-            }
-            let available = product.stock.available();
-            if quantity.get() > available {
-                return Err(Rejection::InsufficientStock { requested: quantity.get(), available });
-            }
-            vec![ProductEventBody::StockReserved {
-                reservation_id: reservation_id.clone(),
-                quantity: quantity.get(),
-                expires_at: *expires_at,
-                order_id: order_id.clone(),
-            }]
+            reserve(product, reservation_id, *quantity, *expires_at, order_id, ctx)
         }
         ProductCommand::ConfirmReservation { reservation_id } => {
             let quantity = reserved_quantity(product, reservation_id)?;
-            vec![ProductEventBody::ReservationConfirmed { reservation_id: reservation_id.clone(), quantity }]
+            Ok(vec![ProductEventBody::ReservationConfirmed { reservation_id: reservation_id.clone(), quantity }])
         }
         ProductCommand::ReleaseReservation { reservation_id } => {
             let quantity = reserved_quantity(product, reservation_id)?;
-            vec![ProductEventBody::ReservationReleased {
+            Ok(vec![ProductEventBody::ReservationReleased {
                 reservation_id: reservation_id.clone(),
                 quantity,
                 reason: ReleaseReason::Released,
-            }]
+            }])
         }
-        ProductCommand::ExpireReservations => product
+        ProductCommand::ExpireReservations => Ok(product
             .expired_reservations(ctx.now)
             .into_iter()
             .map(|(id, r)| ProductEventBody::ReservationReleased {
@@ -157,8 +104,83 @@ fn decide_existing(
                 quantity: r.quantity,
                 reason: ReleaseReason::Expired,
             })
-            .collect(),
-    })
+            .collect()),
+    }
+}
+
+/// Refuses commands that need an active (not discontinued) product.
+fn ensure_active(product: &Product) -> Result<(), Rejection> {
+    if product.status == ProductStatus::Discontinued {
+        Err(Rejection::ProductDiscontinued { sku: product.sku.clone() })
+    } else {
+        Ok(())
+    }
+}
+
+fn receive_stock(
+    product: &Product,
+    quantity: Quantity,
+    reference: &Option<String>,
+) -> Result<Vec<ProductEventBody>, Rejection> {
+    ensure_active(product)?;
+    if let Some(r) = reference {
+        bounded_text("reference", r, REASON_MAX_CHARS)?;
+    }
+    if product.stock.on_hand.saturating_add(quantity.get()) > ON_HAND_MAX {
+        return Err(Rejection::StockOverflow);
+    }
+    Ok(vec![ProductEventBody::StockReceived { quantity: quantity.get(), reference: reference.clone() }])
+}
+
+/// Allowed on discontinued products: write-offs and counts still happen.
+fn adjust_stock(product: &Product, delta: i64, reason: &str) -> Result<Vec<ProductEventBody>, Rejection> {
+    if delta == 0 {
+        return Err(ValidationError::new("delta", "must not be 0").into());
+    }
+    if delta.unsigned_abs() > QUANTITY_MAX {
+        return Err(ValidationError::new("delta", format!("must be between -{QUANTITY_MAX} and {QUANTITY_MAX}")).into());
+    }
+    required_text("reason", reason, REASON_MAX_CHARS)?;
+    let on_hand = product.stock.on_hand as i128 + delta as i128;
+    if on_hand < product.stock.reserved as i128 {
+        return Err(Rejection::InsufficientStock {
+            requested: delta.unsigned_abs(),
+            available: product.stock.available(),
+        });
+    }
+    if on_hand > ON_HAND_MAX as i128 {
+        return Err(Rejection::StockOverflow);
+    }
+    Ok(vec![ProductEventBody::StockAdjusted { delta, reason: reason.to_owned() }])
+}
+
+fn reserve(
+    product: &Product,
+    reservation_id: &ReservationId,
+    quantity: Quantity,
+    expires_at: Option<Timestamp>,
+    order_id: &Option<OrderId>,
+    ctx: &Context,
+) -> Result<Vec<ProductEventBody>, Rejection> {
+    ensure_active(product)?;
+    if product.reservations.contains_key(reservation_id) {
+        return Err(Rejection::ReservationExists { reservation_id: reservation_id.clone() });
+    }
+    if let Some(at) = expires_at
+        && at <= ctx.now
+    {
+        return Err(ValidationError::new("expires_in_secs", "must be in the future").into());
+    }
+    let available = product.stock.available();
+    if quantity.get() > available {
+        return Err(Rejection::InsufficientStock { requested: quantity.get(), available });
+    }
+    Ok(vec![ProductEventBody::StockReserved {
+        reservation_id: reservation_id.clone(),
+        quantity: quantity.get(),
+        expires_at,
+        order_id: order_id.clone(),
+    }])
 }
 
 fn unreachable_register(product: &Product) -> Result<Vec<ProductEventBody>, Rejection> {

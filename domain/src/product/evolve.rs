@@ -1,28 +1,7 @@
+use crate::aggregate::{VersionCheck, check_version};
+
 use super::event::{ProductEvent, ProductEventBody};
 use super::state::{Product, ProductStatus, Reservation, Stock};
-
-/// Where an event stands against the state a reader holds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum VersionCheck {
-    /// `current + 1`: apply it.
-    Next,
-    /// At or below the current version: already applied, skip (idempotent replay).
-    AlreadyApplied,
-    /// Beyond `current + 1`: events are missing; every reader skips it and reports a gap.
-    Gap,
-}
-
-/// The fold rule every reader shares: an event applies only at `current + 1`.
-pub fn check_version(current: Option<&Product>, event: &ProductEvent) -> VersionCheck {
-    let current = current.map_or(0, |p| p.version);
-    if event.version == current + 1 {
-        VersionCheck::Next
-    } else if event.version <= current {
-        VersionCheck::AlreadyApplied
-    } else {
-        VersionCheck::Gap
-    }
-}
 
 /// Folds one event into the product. Callers check the version first
 /// ([`check_version`]); `evolve` trusts that the event is the next one.

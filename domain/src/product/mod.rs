@@ -10,8 +10,17 @@ mod event;
 mod evolve;
 mod state;
 
+use crate::ids::Sku;
+
+pub use crate::aggregate::{VersionCheck, check_version};
 pub use command::{DetailsPatch, NewProduct, Patch, ProductCommand};
 pub use decide::decide;
 pub use event::{DetailField, ProductEvent, ProductEventBody, ReleaseReason};
-pub use evolve::{VersionCheck, check_version, evolve};
+pub use evolve::evolve;
 pub use state::{Money, Product, ProductDetails, ProductStatus, Reservation, Stock};
+
+crate::aggregate::aggregate! {
+    Product { id: Sku, command: ProductCommand, event: ProductEvent, types: "stockroom.product.", collection: "products" }
+    key: |sku| sku.as_str().into(), event_id: |event| &event.sku,
+    decide: decide, evolve: |state, event| evolve(state, event),
+}

@@ -30,10 +30,11 @@ use std::time::Duration;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use tracing::info;
 
+use crate::backoff::Backoff;
 use crate::error::LogError;
 use crate::ids::{Offset, Partition};
 use crate::record::Record;
@@ -129,6 +130,10 @@ const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a record may wait for its acknowledgement, retries included. After
 /// this its outcome is unknown to us (it may still be in the log).
 const DELIVERY_TIMEOUT_MS: &str = "30000";
+/// How long an append waits for room when librdkafka's local queue is full.
+const QUEUE_FULL_RETRY: Duration = Duration::from_millis(5);
+/// How often a watermark request is repeated while the partition has no leader.
+const LEADERLESS_RETRY: Duration = Duration::from_millis(100);
 
 impl KafkaLog {
     /// Connects and checks the topics: all must exist, and `commands`, `events`,
@@ -190,22 +195,8 @@ impl KafkaLog {
                 future_record = future_record.key(key.as_slice());
             }
             // Enqueue in order; a full local queue waits for room.
-            loop {
-                match self.producer.send_result(future_record) {
-                    Ok(delivery) => {
-                        pending.push(delivery);
-                        break;
-                    }
-                    Err((
-                        rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
-                        r,
-                    )) => {
-                        future_record = r;
-                        tokio::time::sleep(Duration::from_millis(5)).await;
-                    }
-                    Err((e, _)) => return Err(kafka(e)),
-                }
-            }
+            let queue_full = Backoff::constant(QUEUE_FULL_RETRY);
+            pending.push(enqueue(&self.producer, future_record, queue_full).await.map_err(kafka)?);
         }
         let mut offsets = Vec::with_capacity(pending.len());
         for delivery in pending {
@@ -231,6 +222,7 @@ impl KafkaLog {
     /// moving), up to [`ADMIN_TIMEOUT`].
     async fn watermarks(&self, topic: Topic, partition: Partition) -> Result<(Offset, Offset), LogError> {
         let deadline = std::time::Instant::now() + ADMIN_TIMEOUT;
+        let mut leaderless_retry = Backoff::constant(LEADERLESS_RETRY);
         loop {
             let name = self.config.names.name(topic);
             let meta = self.meta.clone();
@@ -242,9 +234,7 @@ impl KafkaLog {
             .await
             .map_err(|e| LogError::Other(e.to_string()))?;
             match result {
-                Err(e) if leaderless(&e) && std::time::Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
+                Err(e) if leaderless(&e) && std::time::Instant::now() < deadline => leaderless_retry.wait().await,
                 other => return other,
             }
         }
@@ -266,6 +256,25 @@ impl KafkaLog {
             .await
             .map_err(|e| LogError::Other(e.to_string()))?
             .map_err(kafka)
+    }
+}
+
+/// Hands `record` to the producer's local queue, waiting by `queue_full` while that
+/// queue is full. The delivery future resolves once the broker has acknowledged it.
+pub async fn enqueue<'a>(
+    producer: &FutureProducer,
+    mut record: FutureRecord<'a, [u8], [u8]>,
+    mut queue_full: Backoff,
+) -> Result<DeliveryFuture, rdkafka::error::KafkaError> {
+    loop {
+        match producer.send_result(record) {
+            Ok(delivery) => return Ok(delivery),
+            Err((rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), r)) => {
+                record = r;
+                queue_full.wait().await;
+            }
+            Err((e, _)) => return Err(e),
+        }
     }
 }
 
