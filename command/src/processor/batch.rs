@@ -165,7 +165,7 @@ impl Worker {
                 };
                 let applied = AppliedCommand { fingerprint: Some(cmd.fingerprint.clone()), at: cmd.at, outcome };
                 batch.extras.push((cmd.id.clone(), applied.clone()));
-                batch.pending.push((cmd, Pending::Known(replay(&applied, ""))));
+                batch.pending.push((cmd, Pending::Known(stored_answer(&applied, ""))));
             }
         }
         Ok(())
@@ -190,7 +190,7 @@ impl Worker {
             self.still_in_progress(cmd, sends)?;
             return Ok(Some(Pending::Later));
         }
-        Ok(Some(Pending::Known(replay(&applied, &cmd.fingerprint))))
+        Ok(Some(Pending::Known(stored_answer(&applied, &cmd.fingerprint))))
     }
 
     /// Decides one command against the store plus the batch's earlier decisions.
@@ -310,7 +310,7 @@ impl Worker {
                         self.still_in_progress(cmd, sends)?;
                         None
                     }
-                    Some(applied) => Some(replay(&applied, &cmd.fingerprint)),
+                    Some(applied) => Some(stored_answer(&applied, &cmd.fingerprint)),
                     // Fenced: the new owner decides it again and answers.
                     None if !owner => None,
                     None => Some(Outcome::Unavailable { reason: "the event log did not take the write; retry".into() }),
@@ -409,7 +409,7 @@ impl Worker {
                 outcomes.push(OutcomeRecord {
                     command_id: id,
                     reply_to: Some(reply_to),
-                    outcome: replay(&applied, ""),
+                    outcome: stored_answer(&applied, ""),
                 });
             }
         }
@@ -529,9 +529,9 @@ fn derived_id(id: &CommandId, suffix: &str) -> Result<CommandId, ProcessorError>
     CommandId::parse(format!("{id}.{suffix}")).map_err(|e| ProcessorError::Internal(format!("derived command id: {e}")))
 }
 
-/// The answer to a command that was already decided: its recorded outcome, unless
+/// The stored answer to a command that was already decided: its recorded outcome, unless
 /// the same id now comes with another request (an idempotency key reused).
-fn replay(applied: &AppliedCommand, fingerprint: &str) -> Outcome {
+fn stored_answer(applied: &AppliedCommand, fingerprint: &str) -> Outcome {
     if !fingerprint.is_empty() && applied.fingerprint.as_deref().is_some_and(|f| f != fingerprint) {
         return Outcome::IdempotencyConflict;
     }
