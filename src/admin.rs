@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use stockroom_command::http::JsonBody;
-use stockroom_query::http::Problem;
+use stockroom_http::Problem;
 use stockroom_query::{RebuildReport, RebuildStatus};
 use stockroom_topics::replay::{RebuildRequested, RebuildState, ReplayMessage, VIEWS};
 use stockroom_topics::{EventLog, Partition, Position, Topic};
@@ -183,13 +183,13 @@ pub async fn publish_rebuild(log: &EventLog, view: &str, by: &str) -> Result<u64
         (status = 503, description = "the log cannot be written now; retry", body = Problem)))]
 pub async fn replay(State(replay): State<Arc<Replay>>, JsonBody(body): JsonBody<ReplayBody>) -> Response {
     if !VIEWS.contains(&body.view.as_str()) {
-        let mut p = Problem::new(
+        return Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "validation",
             format!("unknown view {:?}; views that can be rebuilt: {}", body.view, VIEWS.join(", ")),
-        );
-        p.parameter = Some("view".into());
-        return p.into_response();
+        )
+        .with("field", "view")
+        .into_response();
     }
     match publish_rebuild(&replay.log, &body.view, &replay.node).await {
         Ok(request) => (

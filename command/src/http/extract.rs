@@ -9,7 +9,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use serde::de::DeserializeOwned;
 
-use super::problem::Problem;
+use stockroom_http::Problem;
 
 /// The largest request body accepted (API.md: bodies over 1 MiB → 413).
 pub const MAX_BODY_BYTES: usize = 1 << 20;

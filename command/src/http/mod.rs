@@ -4,13 +4,12 @@
 
 mod extract;
 mod orders;
-mod problem;
 mod products;
 mod send;
 
 pub use extract::{JsonBody, MAX_BODY_BYTES, parse_json};
-pub use problem::{PROBLEM_TYPE_BASE, Problem};
 pub use send::CommandApi;
+pub use stockroom_http::Problem;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Path, State};

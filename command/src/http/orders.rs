@@ -14,9 +14,9 @@ use stockroom_domain::{OrderId, Quantity, Sku, Timestamp, ValidationError};
 use stockroom_topics::time;
 
 use super::extract::{IdempotencyKey, JsonBody};
-use super::problem::Problem;
 use super::send::{CommandApi, Request, Success};
 use crate::protocol::Target;
+use stockroom_http::Problem;
 
 fn invalid(e: ValidationError) -> Problem {
     Problem::validation(&e.field, &e.message)

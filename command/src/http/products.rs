@@ -11,9 +11,9 @@ use stockroom_domain::{Currency, Gtin, Quantity, ReservationId, Sku, Timestamp, 
 use stockroom_topics::time;
 
 use super::extract::{IdempotencyKey, IfMatch, JsonBody};
-use super::problem::Problem;
 use super::send::{CommandApi, Request, Success};
 use crate::protocol::Target;
+use stockroom_http::Problem;
 
 fn invalid(e: ValidationError) -> Problem {
     Problem::validation(&e.field, &e.message)

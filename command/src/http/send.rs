@@ -11,9 +11,9 @@ use stockroom_domain::{CommandId, Timestamp};
 use stockroom_topics::{POSITION_HEADER, time};
 use tracing::{error, warn};
 
-use super::problem::Problem;
 use crate::client::{CommandClient, SubmitError, Submitted};
 use crate::protocol::{CommandRecord, Outcome, Target};
+use stockroom_http::Problem;
 
 /// What the HTTP handlers share.
 #[derive(Clone)]

@@ -4,9 +4,7 @@
 //! then waits — bounded — until its view has applied that position, else answers 503
 //! with `Retry-After`. Every read answers with the view's own `Stockroom-Position`.
 
-mod problem;
-
-pub use problem::Problem;
+pub use stockroom_http::Problem;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -63,9 +61,11 @@ pub(crate) async fn wait_for_position(
     let Some(raw) = headers.get(MIN_POSITION_HEADER).filter(|v| !v.as_bytes().trim_ascii().is_empty()) else {
         return Ok(applied.borrow().clone());
     };
-    let wanted: Position = raw.to_str().ok().and_then(|s| s.parse().ok()).ok_or_else(|| {
-        Problem::new(StatusCode::BAD_REQUEST, "invalid-header", "Stockroom-Min-Position is not a position token")
-    })?;
+    let wanted: Position = raw
+        .to_str()
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| Problem::bad_header("Stockroom-Min-Position", "is not a position token"))?;
     let mut rx = applied.clone();
     let waited = tokio::time::timeout(timeout, rx.wait_for(|p| p.covers(&wanted))).await;
     match waited {
