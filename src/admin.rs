@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use stockroom_command::http::JsonBody;
 use stockroom_http::Problem;
@@ -103,7 +103,7 @@ pub struct ViewsReport {
 
 #[utoipa::path(get, path = "/admin/views", tag = "admin",
     responses((status = 200, description = "every view of this node", body = ViewsReport)))]
-pub async fn views(State(views): State<Arc<Views>>) -> Response {
+pub async fn views(State(views): State<Arc<Views>>) -> Json<ViewsReport> {
     let mut ends = Vec::new();
     for p in 0..views.log.partitions(Topic::Events) {
         ends.push((Partition(p), views.log.end_offset(Topic::Events, Partition(p)).await.ok()));
@@ -137,7 +137,7 @@ pub async fn views(State(views): State<Arc<Views>>) -> Response {
             }
         })
         .collect();
-    Json(ViewsReport { views: status }).into_response()
+    Json(ViewsReport { views: status })
 }
 
 /// What `POST /admin/replay` takes.
@@ -181,27 +181,19 @@ pub async fn publish_rebuild(log: &EventLog, view: &str, by: &str) -> Result<u64
         (status = 415, description = "the body is not application/json", body = Problem),
         (status = 422, description = "validation: not `{\"view\": ...}`, or an unknown view", body = Problem),
         (status = 503, description = "the log cannot be written now; retry", body = Problem)))]
-pub async fn replay(State(replay): State<Arc<Replay>>, JsonBody(body): JsonBody<ReplayBody>) -> Response {
+pub async fn replay(
+    State(replay): State<Arc<Replay>>,
+    JsonBody(body): JsonBody<ReplayBody>,
+) -> Result<impl IntoResponse, Problem> {
     if !VIEWS.contains(&body.view.as_str()) {
-        return Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation",
-            format!("unknown view {:?}; views that can be rebuilt: {}", body.view, VIEWS.join(", ")),
-        )
-        .with("field", "view")
-        .into_response();
+        let detail = format!("unknown view {:?}; views that can be rebuilt: {}", body.view, VIEWS.join(", "));
+        return Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "validation", detail).with("field", "view"));
     }
-    match publish_rebuild(&replay.log, &body.view, &replay.node).await {
-        Ok(request) => (
-            StatusCode::ACCEPTED,
-            [(axum::http::header::LOCATION, "/admin/views")],
-            Json(ReplayAccepted { view: body.view, request }),
-        )
-            .into_response(),
-        Err(e) => Problem::new(StatusCode::SERVICE_UNAVAILABLE, "log-unavailable", format!("cannot publish: {e}"))
-            .retry_after(1)
-            .into_response(),
-    }
+    let request = publish_rebuild(&replay.log, &body.view, &replay.node).await.map_err(|e| {
+        Problem::new(StatusCode::SERVICE_UNAVAILABLE, "log-unavailable", format!("cannot publish: {e}")).retry_after(1)
+    })?;
+    let accepted = Json(ReplayAccepted { view: body.view, request });
+    Ok((StatusCode::ACCEPTED, [(axum::http::header::LOCATION, "/admin/views")], accepted))
 }
 
 #[derive(utoipa::OpenApi)]

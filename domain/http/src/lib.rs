@@ -17,7 +17,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::{Map, Value};
-use stockroom_domain::Rejection;
+use stockroom_domain::{Rejection, ValidationError};
 use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, SchemaFormat, Type};
 use utoipa::openapi::{RefOr, Schema};
 
@@ -157,6 +157,14 @@ impl Problem {
     }
 }
 
+/// A value the client sent broke a rule: 422 `validation` naming the field, so that
+/// handlers parse ids and values with `?`.
+impl From<ValidationError> for Problem {
+    fn from(e: ValidationError) -> Problem {
+        Problem::validation(&e.field, &e.message)
+    }
+}
+
 impl From<Rejection> for Problem {
     fn from(rejection: Rejection) -> Problem {
         Problem::from_rejection(&rejection)
@@ -216,7 +224,6 @@ impl utoipa::ToSchema for Problem {}
 #[cfg(test)]
 mod tests {
     use super::*;
-    use stockroom_domain::ValidationError;
 
     #[test]
     fn the_offending_input_is_one_member_named_field() {
