@@ -9,11 +9,11 @@ use std::sync::atomic::Ordering;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use stockroom_command::http::JsonBody;
+use stockroom_http::Problem;
 use stockroom_query::RebuildReport;
-use stockroom_query::http::Problem;
 use stockroom_topics::replay::{RebuildRequested, RebuildState, ReplayMessage, VIEWS};
 use stockroom_topics::{EventLog, Partition, Topic};
 
@@ -91,9 +91,9 @@ pub struct ViewsReport {
 
 #[utoipa::path(get, path = "/admin/views", tag = "admin",
     responses((status = 200, description = "every view of this node", body = ViewsReport)))]
-pub async fn views(State(views): State<Arc<Views>>) -> Response {
+pub async fn views(State(views): State<Arc<Views>>) -> Json<ViewsReport> {
     let reports = views.standings().await.into_iter().map(|s| ViewReport::of(&s)).collect();
-    Json(ViewsReport { views: reports }).into_response()
+    Json(ViewsReport { views: reports })
 }
 
 impl ViewReport {
@@ -162,27 +162,19 @@ pub async fn publish_rebuild(log: &EventLog, view: &str, by: &str) -> Result<u64
         (status = 415, description = "the body is not application/json", body = Problem),
         (status = 422, description = "validation: not `{\"view\": ...}`, or an unknown view", body = Problem),
         (status = 503, description = "the log cannot be written now; retry", body = Problem)))]
-pub async fn replay(State(replay): State<Arc<Replay>>, JsonBody(body): JsonBody<ReplayBody>) -> Response {
+pub async fn replay(
+    State(replay): State<Arc<Replay>>,
+    JsonBody(body): JsonBody<ReplayBody>,
+) -> Result<impl IntoResponse, Problem> {
     if !VIEWS.contains(&body.view.as_str()) {
-        let mut p = Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation",
-            format!("unknown view {:?}; views that can be rebuilt: {}", body.view, VIEWS.join(", ")),
-        );
-        p.parameter = Some("view".into());
-        return p.into_response();
+        let detail = format!("unknown view {:?}; views that can be rebuilt: {}", body.view, VIEWS.join(", "));
+        return Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "validation", detail).with("field", "view"));
     }
-    match publish_rebuild(&replay.log, &body.view, &replay.node).await {
-        Ok(request) => (
-            StatusCode::ACCEPTED,
-            [(axum::http::header::LOCATION, "/admin/views")],
-            Json(ReplayAccepted { view: body.view, request }),
-        )
-            .into_response(),
-        Err(e) => Problem::new(StatusCode::SERVICE_UNAVAILABLE, "log-unavailable", format!("cannot publish: {e}"))
-            .retry_after(1)
-            .into_response(),
-    }
+    let request = publish_rebuild(&replay.log, &body.view, &replay.node).await.map_err(|e| {
+        Problem::new(StatusCode::SERVICE_UNAVAILABLE, "log-unavailable", format!("cannot publish: {e}")).retry_after(1)
+    })?;
+    let accepted = Json(ReplayAccepted { view: body.view, request });
+    Ok((StatusCode::ACCEPTED, [(axum::http::header::LOCATION, "/admin/views")], accepted))
 }
 
 #[derive(utoipa::OpenApi)]

@@ -10,7 +10,7 @@ use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use stockroom_command::http::Problem;
+use stockroom_http::Problem;
 use tokio::sync::Semaphore;
 
 #[derive(Clone)]

@@ -5,10 +5,11 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Value, json};
+use stockroom_http::Problem;
 
 /// A named readiness check.
 pub type Check = (&'static str, Arc<dyn Fn() -> bool + Send + Sync>);
@@ -120,14 +121,8 @@ async fn readyz(checks: Arc<Vec<Check>>) -> Response {
 }
 
 /// Unknown routes get a problem, like every other error.
-pub async fn not_found() -> Response {
-    let body = json!({
-        "type": format!("{}not-found", stockroom_command::http::PROBLEM_TYPE_BASE),
-        "title": "Not Found",
-        "status": 404,
-        "detail": "no such route; see /docs",
-    });
-    (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "application/problem+json")], body.to_string()).into_response()
+pub async fn not_found() -> Problem {
+    Problem::not_found("no such route; see /docs")
 }
 
 fn esc(s: &str) -> String {

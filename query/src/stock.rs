@@ -29,8 +29,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Path as UrlPath, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path as UrlPath, State};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
@@ -41,7 +41,10 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::http::{Problem, one, wait_for_position, with_position};
+use stockroom_http::Problem;
+use utoipa::IntoParams;
+
+use crate::http::{QueryParams, blocking, one, wait_for_position, with_position};
 use crate::projector::{ProjectorStats, events_end, supervise};
 use crate::view::{ProductView, ViewStatus, ViewUpdate};
 
@@ -303,49 +306,40 @@ pub struct LowStock {
     pub products: Vec<ProductView>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+/// `GET /alerts/low-stock`'s query string. The descriptions finish "`name` must be ...".
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct LowStockParams {
-    threshold: Option<String>,
-    limit: Option<String>,
+    /// a whole number from 0 to 2^63-1 (default 5)
+    #[param(minimum = 0)]
+    threshold: Option<i64>,
+    /// a number from 1 to 1000 (default 100)
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<usize>,
 }
 
 #[utoipa::path(get, path = "/alerts/low-stock", tag = "stock view",
-    params(("threshold" = Option<i64>, Query, minimum = 0, description = "default 5"), ("limit" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "1 to 1000, default 100"),
-        ("Stockroom-Min-Position" = Option<String>, Header)),
+    params(LowStockParams, ("Stockroom-Min-Position" = Option<String>, Header)),
     responses((status = 200, body = LowStock), (status = 400, body = Problem), (status = 503, body = Problem)))]
 async fn low_stock(
     State(api): State<StockApi>,
-    params: Result<Query<LowStockParams>, axum::extract::rejection::QueryRejection>,
+    QueryParams(params): QueryParams<LowStockParams>,
     headers: HeaderMap,
-) -> Response {
-    let Ok(Query(params)) = params else {
-        return Problem::bad_parameter("query", "only threshold and limit are accepted").into_response();
-    };
-    let threshold = match params.threshold.as_deref().map(str::parse::<i64>) {
+) -> Result<Response, Problem> {
+    let threshold = match params.threshold {
         None => 5,
-        Some(Ok(t)) if t >= 0 => t as u64,
-        Some(_) => {
-            return Problem::bad_parameter("threshold", "threshold must be a whole number from 0 to 2^63-1")
-                .into_response();
-        }
+        Some(t) => u64::try_from(t)
+            .map_err(|_| Problem::bad_parameter("threshold", "threshold must be a whole number from 0 to 2^63-1"))?,
     };
-    let limit = match params.limit.as_deref().map(str::parse::<usize>) {
+    let limit = match params.limit {
         None => 100,
-        Some(Ok(l)) if (1..=1000).contains(&l) => l,
-        Some(_) => return Problem::bad_parameter("limit", "limit must be a number from 1 to 1000").into_response(),
+        Some(l) if (1..=1000).contains(&l) => l,
+        Some(_) => return Err(Problem::bad_parameter("limit", "limit must be a number from 1 to 1000")),
     };
-    let position = match wait_for_position(&api.applied, &headers, api.read_timeout).await {
-        Ok(p) => p,
-        Err(p) => return p.into_response(),
-    };
+    let position = wait_for_position(&api.applied, &headers, api.read_timeout).await?;
     let book = api.book.clone();
-    let response = match tokio::task::spawn_blocking(move || book.low_stock(threshold, limit)).await {
-        Ok(Ok(products)) => axum::Json(LowStock { threshold, products }).into_response(),
-        Ok(Err(e)) => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()).into_response(),
-        Err(e) => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()).into_response(),
-    };
-    with_position(response, &position)
+    let products = blocking(move || book.low_stock(threshold, limit)).await?.map_err(Problem::internal)?;
+    Ok(with_position(axum::Json(LowStock { threshold, products }).into_response(), &position))
 }
 
 /// `GET /products/{sku}/history`
@@ -360,15 +354,15 @@ pub struct History {
 #[utoipa::path(get, path = "/products/{sku}/history", tag = "stock view",
     params(("sku" = String, Path), ("Stockroom-Min-Position" = Option<String>, Header)),
     responses((status = 200, body = History), (status = 404, body = Problem), (status = 503, body = Problem)))]
-async fn history(State(api): State<StockApi>, UrlPath(sku): UrlPath<String>, headers: HeaderMap) -> Response {
-    let position = match wait_for_position(&api.applied, &headers, api.read_timeout).await {
-        Ok(p) => p,
-        Err(p) => return p.into_response(),
-    };
+async fn history(
+    State(api): State<StockApi>,
+    UrlPath(sku): UrlPath<String>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let position = wait_for_position(&api.applied, &headers, api.read_timeout).await?;
     let book = api.book.clone();
-    let found =
-        tokio::task::spawn_blocking(move || book.history(&sku).map(|e| e.map(|events| History { sku, events }))).await;
-    with_position(one(found, |_| None, "product"), &position)
+    let found = blocking(move || book.history(&sku).map(|e| e.map(|events| History { sku, events }))).await?;
+    Ok(with_position(one(found, |_| None, "product")?, &position))
 }
 
 #[derive(utoipa::OpenApi)]

@@ -216,65 +216,155 @@ async fn views_and_state_are_rebuilt_from_the_log(backend: Backend) {
     s.stop().await;
 }
 
-/// Bad input: 4xx problem+json, never 500, and nothing changes.
+/// How a bad request is sent: a JSON value (with headers), or raw bytes with a content type.
+enum Bad {
+    Json(&'static str, &'static str, Option<Value>, &'static [(&'static str, &'static str)]),
+    Raw(&'static str, Vec<u8>, Option<&'static str>),
+}
+
+/// A bad request, the status and problem kind it gets, and the `field` the problem
+/// names (`None`: the problem names none).
+type BadRow = (Bad, u16, &'static str, Option<&'static str>);
+
+fn post(path: &'static str, body: Value) -> Bad {
+    Bad::Json("POST", path, Some(body), &[])
+}
+
+fn get(path: &'static str) -> Bad {
+    Bad::Json("GET", path, None, &[])
+}
+
+fn bad_requests() -> Vec<BadRow> {
+    let receipt = || Some(json!({"quantity": 1}));
+    let huge =
+        format!("{{\"sku\":\"BIG-1\",\"name\":\"x\",\"price_cents\":1,\"description\":\"{}\"}}", "a".repeat(2 << 20));
+    let json = Some("application/json");
+    vec![
+        (Bad::Raw("/products", b"{not json".to_vec(), json), 400, "malformed-json", None),
+        (Bad::Raw("/products", b"".to_vec(), json), 400, "malformed-json", None),
+        (Bad::Raw("/products", b"{\"sku\": 1}".to_vec(), None), 422, "validation", None),
+        (
+            Bad::Raw("/products", b"sku=x".to_vec(), Some("application/x-www-form-urlencoded")),
+            415,
+            "unsupported-media-type",
+            None,
+        ),
+        (Bad::Raw("/products", huge.into_bytes(), json), 413, "payload-too-large", None),
+        (Bad::Raw("/products", vec![0xff, 0xfe, 0x00], json), 400, "malformed-json", None),
+        // An integer that overflows what the field holds.
+        (
+            Bad::Raw("/products", br#"{"sku":"OV-1","name":"x","price_cents":9223372036854775808}"#.to_vec(), json),
+            422,
+            "validation",
+            None,
+        ),
+        (post("/products", json!({"sku": "X-1", "name": "x", "price_cents": "12"})), 422, "validation", None),
+        (
+            post("/products", json!({"sku": "X-1", "name": "x", "price_cents": 1, "gtin": "4006381333932"})),
+            422,
+            "validation",
+            Some("gtin"),
+        ),
+        (post("/products", json!({"sku": "bad sku", "name": "x", "price_cents": 1})), 422, "validation", Some("sku")),
+        (post("/products", json!({"sku": "X-1", "name": "", "price_cents": 1})), 422, "validation", Some("name")),
+        (
+            post("/products", json!({"sku": "X-1", "name": "x", "price_cents": -1})),
+            422,
+            "validation",
+            Some("price_cents"),
+        ),
+        (
+            post("/products", json!({"sku": "X-1", "name": "x", "price_cents": 1, "surprise": true})),
+            422,
+            "validation",
+            None,
+        ),
+        (post("/products", product("OK-1", "Again", "Acme", "tools", 1)), 409, "sku-taken", None),
+        (post("/products/OK-1/stock/receipts", json!({"quantity": -3})), 422, "validation", None),
+        (post("/products/OK-1/stock/receipts", json!({"quantity": 0})), 422, "validation", Some("quantity")),
+        (post("/products/OK-1/stock/receipts", json!({"quantity": 1e30})), 422, "validation", None),
+        (
+            post("/products/OK-1/stock/adjustments", json!({"delta": -1, "reason": "lost"})),
+            409,
+            "insufficient-stock",
+            None,
+        ),
+        (
+            post("/products/OK-1/stock/adjustments", json!({"delta": -9_223_372_036_854_775_807i64, "reason": "x"})),
+            422,
+            "validation",
+            Some("delta"),
+        ),
+        (post("/products/NOPE/stock/receipts", json!({"quantity": 1})), 404, "not-found", None),
+        (post("/products/OK-1/reservations/none/confirm", json!({})), 404, "not-found", None),
+        (
+            post("/orders", json!({"order_id": "o-1", "lines": [{"sku": "bad sku", "quantity": 1}]})),
+            422,
+            "validation",
+            Some("lines[0].sku"),
+        ),
+        (post("/admin/replay", json!({"view": "nope"})), 422, "validation", Some("view")),
+        (
+            Bad::Json("POST", "/products/OK-1/stock/receipts", receipt(), &[("if-match", "\"7\"")]),
+            412,
+            "version-mismatch",
+            None,
+        ),
+        (
+            Bad::Json("POST", "/products/OK-1/stock/receipts", receipt(), &[("if-match", "banana")]),
+            400,
+            "invalid-header",
+            Some("If-Match"),
+        ),
+        (
+            Bad::Json("POST", "/products/OK-1/stock/receipts", receipt(), &[("idempotency-key", "")]),
+            400,
+            "invalid-header",
+            Some("Idempotency-Key"),
+        ),
+        (
+            Bad::Json("GET", "/products/OK-1", None, &[("stockroom-min-position", "nonsense")]),
+            400,
+            "invalid-header",
+            Some("Stockroom-Min-Position"),
+        ),
+    ]
+}
+
+/// Bad query strings: each names the parameter.
+fn bad_reads() -> Vec<BadRow> {
+    vec![
+        (get("/search?q=%22unterminated&limit=0"), 400, "invalid-parameter", Some("limit")),
+        (get("/search?min_price=abc"), 400, "invalid-parameter", Some("min_price")),
+        (get("/search?min_price=99999999999999999999"), 400, "invalid-parameter", Some("min_price")),
+        (get("/search?min_price=9&max_price=1"), 400, "invalid-parameter", Some("min_price")),
+        (get("/search?in_stock=maybe"), 400, "invalid-parameter", Some("in_stock")),
+        (get("/search?sort=sideways"), 400, "invalid-parameter", Some("sort")),
+        (get("/search?limit=101"), 400, "invalid-parameter", Some("limit")),
+        (get("/search?cursor=garbage"), 400, "invalid-parameter", Some("cursor")),
+        (get("/search?colour=red"), 400, "invalid-parameter", Some("colour")),
+        (get("/no/such/route"), 404, "not-found", None),
+    ]
+}
+
+/// Bad input: 4xx problem+json, never 500, naming the offending input; nothing changes.
 async fn bad_input_gets_problems_and_changes_nothing(backend: Backend) {
     let dir = data_dir();
     let s = Server::start_on(&backend, dir.path(), PATIENT).await;
     let a = s.post("/products", product("OK-1", "Fine", "Acme", "tools", 100)).await.expect(201);
     let before = s.get_at("/products/OK-1", a.header("stockroom-position").unwrap()).await.expect(200).body;
 
-    s.raw("POST", "/products", b"{not json".to_vec(), Some("application/json"))
-        .await
-        .expect_problem(400, "malformed-json");
-    s.raw("POST", "/products", b"".to_vec(), Some("application/json")).await.expect_problem(400, "malformed-json");
-    s.raw("POST", "/products", b"{\"sku\": 1}".to_vec(), None).await.expect_problem(422, "validation");
-    s.raw("POST", "/products", b"sku=x".to_vec(), Some("application/x-www-form-urlencoded"))
-        .await
-        .expect_problem(415, "unsupported-media-type");
-    s.post("/products", json!({"sku": "X-1", "name": "x", "price_cents": "12"}))
-        .await
-        .expect_problem(422, "validation");
-    s.post("/products", json!({"sku": "X-1", "name": "x", "price_cents": 1, "gtin": "4006381333932"}))
-        .await
-        .expect_problem(422, "validation");
-    s.post("/products", json!({"sku": "bad sku", "name": "x", "price_cents": 1}))
-        .await
-        .expect_problem(422, "validation");
-    s.post("/products", json!({"sku": "X-1", "name": "", "price_cents": 1})).await.expect_problem(422, "validation");
-    s.post("/products", json!({"sku": "X-1", "name": "x", "price_cents": -1})).await.expect_problem(422, "validation");
-    s.post("/products", json!({"sku": "X-1", "name": "x", "price_cents": 1, "surprise": true}))
-        .await
-        .expect_problem(422, "validation");
-    s.post("/products", product("OK-1", "Again", "Acme", "tools", 1)).await.expect_problem(409, "sku-taken");
-    s.post("/products/OK-1/stock/receipts", json!({"quantity": -3})).await.expect_problem(422, "validation");
-    s.post("/products/OK-1/stock/receipts", json!({"quantity": 0})).await.expect_problem(422, "validation");
-    s.post("/products/OK-1/stock/receipts", json!({"quantity": 1e30})).await.expect_problem(422, "validation");
-    s.post("/products/OK-1/stock/adjustments", json!({"delta": -1, "reason": "lost"}))
-        .await
-        .expect_problem(409, "insufficient-stock");
-    s.post("/products/NOPE/stock/receipts", json!({"quantity": 1})).await.expect_problem(404, "not-found");
-    s.post("/products/OK-1/reservations/none/confirm", json!({})).await.expect_problem(404, "not-found");
-    s.request("POST", "/products/OK-1/stock/receipts", Some(json!({"quantity": 1})), &[("if-match", "\"7\"")])
-        .await
-        .expect_problem(412, "version-mismatch");
-    s.request("POST", "/products/OK-1/stock/receipts", Some(json!({"quantity": 1})), &[("if-match", "banana")])
-        .await
-        .expect_problem(400, "invalid-header");
-    let huge =
-        format!("{{\"sku\":\"BIG-1\",\"name\":\"x\",\"price_cents\":1,\"description\":\"{}\"}}", "a".repeat(2 << 20));
-    s.raw("POST", "/products", huge.into_bytes(), Some("application/json"))
-        .await
-        .expect_problem(413, "payload-too-large");
+    for (request, status, kind, field) in bad_requests().into_iter().chain(bad_reads()) {
+        let (answer, what) = match request {
+            Bad::Json(method, path, body, headers) => (s.request(method, path, body, headers).await, path),
+            Bad::Raw(path, body, content_type) => (s.raw("POST", path, body, content_type).await, path),
+        };
+        let answer = answer.expect_problem(status, kind);
+        assert_eq!(answer.body.get("field").and_then(Value::as_str), field, "{what}: {}", answer.text);
+    }
     let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
     let a = s.raw("POST", "/products", deep.into_bytes(), Some("application/json")).await;
     assert!(a.status.is_client_error(), "{}", a.text);
-    s.raw("POST", "/products", vec![0xff, 0xfe, 0x00], Some("application/json"))
-        .await
-        .expect_problem(400, "malformed-json");
-    s.get("/search?q=%22unterminated&limit=0").await.expect_problem(400, "invalid-parameter");
-    s.get("/search?min_price=abc").await.expect_problem(400, "invalid-parameter");
-    s.get("/search?sort=sideways").await.expect_problem(400, "invalid-parameter");
-    s.get("/search?cursor=garbage").await.expect_problem(400, "invalid-parameter");
     // Queries that have panicked or hung tantivy's own parser (tantivy #3031, #3032):
     // our grammar is total, so each is a plain search (200) or a 400, and never a hang
     // (a generous bound: a hang is minutes, an answer milliseconds).
@@ -284,23 +374,6 @@ async fn bad_input_gets_problems_and_changes_nothing(backend: Backend) {
         assert!(a.status.as_u16() == 200 || a.status.as_u16() == 400, "q={q}: {}", a.text);
         assert!(started.elapsed() < std::time::Duration::from_secs(10), "q={q} took {:?}", started.elapsed());
     }
-    // Integers that overflow what the field holds.
-    s.raw(
-        "POST",
-        "/products",
-        br#"{"sku":"OV-1","name":"x","price_cents":9223372036854775808}"#.to_vec(),
-        Some("application/json"),
-    )
-    .await
-    .expect_problem(422, "validation");
-    s.post("/products/OK-1/stock/adjustments", json!({"delta": -9_223_372_036_854_775_807i64, "reason": "x"}))
-        .await
-        .expect_problem(422, "validation");
-    s.get("/search?min_price=99999999999999999999").await.expect_problem(400, "invalid-parameter");
-    s.request("GET", "/products/OK-1", None, &[("stockroom-min-position", "nonsense")])
-        .await
-        .expect_problem(400, "invalid-header");
-    s.get("/no/such/route").await.expect_problem(404, "not-found");
 
     // Nothing changed.
     let a = s.post("/products/OK-1/stock/receipts", json!({"quantity": 1})).await.expect(200);

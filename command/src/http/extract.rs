@@ -4,12 +4,12 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use serde::de::DeserializeOwned;
 
-use super::problem::Problem;
+use stockroom_http::Problem;
 
 /// The largest request body accepted (API.md: bodies over 1 MiB → 413).
 pub const MAX_BODY_BYTES: usize = 1 << 20;
@@ -80,22 +80,44 @@ fn body_problem(rejection: BytesRejection) -> Problem {
     }
 }
 
-/// The optional `Idempotency-Key` header: 1–255 visible ASCII characters.
-pub struct IdempotencyKey(pub Option<String>);
+/// What every write carries besides its body: the route it came by, its
+/// `Idempotency-Key` and its `X-Request-Id`.
+pub struct WriteRequest {
+    /// Method and route template, e.g. `POST /products/{sku}/reservations`: part of
+    /// the idempotency fingerprint. Taken from the route the request matched, so no
+    /// handler can name another; the strings are those handlers used to type by hand.
+    pub route: String,
+    /// The optional `Idempotency-Key` header: 1–255 visible ASCII characters.
+    pub idempotency_key: Option<String>,
+    /// The optional `X-Request-Id` header (up to 128 characters): the command's
+    /// correlation id.
+    pub request_id: Option<String>,
+}
 
-impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+impl<S: Send + Sync> FromRequestParts<S> for WriteRequest {
     type Rejection = Problem;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Problem> {
-        let Some(value) = parts.headers.get("idempotency-key") else {
-            return Ok(IdempotencyKey(None));
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
+        let matched = MatchedPath::from_request_parts(parts, state).await.map_err(Problem::internal)?;
+        let route = format!("{} {}", parts.method, matched.as_str());
+        let idempotency_key = match parts.headers.get("idempotency-key") {
+            None => None,
+            Some(value) => Some(
+                value
+                    .to_str()
+                    .ok()
+                    .filter(|k| !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| b.is_ascii_graphic() || b == b' '))
+                    .ok_or_else(|| Problem::bad_header("Idempotency-Key", "must be 1 to 255 visible ASCII characters"))?
+                    .to_owned(),
+            ),
         };
-        let key = value
-            .to_str()
-            .ok()
-            .filter(|k| !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| b.is_ascii_graphic() || b == b' '))
-            .ok_or_else(|| Problem::bad_header("Idempotency-Key", "must be 1 to 255 visible ASCII characters"))?;
-        Ok(IdempotencyKey(Some(key.to_owned())))
+        let request_id = parts
+            .headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| v.len() <= 128)
+            .map(str::to_owned);
+        Ok(WriteRequest { route, idempotency_key, request_id })
     }
 }
 
@@ -119,5 +141,40 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
         tag.parse::<u64>()
             .map(|v| IfMatch(Some(v)))
             .map_err(|_| Problem::bad_header("If-Match", "must be a product version as an entity tag, e.g. \"3\""))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::Router;
+    use axum::body::Body;
+    use axum::routing::{patch, post};
+    use tower::ServiceExt;
+
+    use super::*;
+
+    async fn route_of(router: Router, method: &str, uri: &str) -> String {
+        let request = axum::http::Request::builder().method(method).uri(uri).body(Body::empty()).unwrap();
+        let response = router.oneshot(request).await.unwrap();
+        let bytes = axum::body::to_bytes(response.into_body(), 1024).await.unwrap();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    /// The fingerprints stored with idempotency records hash these strings: they must
+    /// stay what the handlers typed by hand before they came from the matched route.
+    #[tokio::test]
+    async fn the_route_is_the_method_and_the_template_as_handlers_typed_it() {
+        let route = |w: WriteRequest| async move { w.route };
+        let router = Router::new()
+            .route("/products/{sku}", patch(route).delete(route))
+            .route("/products/{sku}/reservations/{id}/confirm", post(route))
+            .route("/orders", post(route));
+        assert_eq!(route_of(router.clone(), "PATCH", "/products/A-1").await, "PATCH /products/{sku}");
+        assert_eq!(route_of(router.clone(), "DELETE", "/products/A-1").await, "DELETE /products/{sku}");
+        assert_eq!(
+            route_of(router.clone(), "POST", "/products/A-1/reservations/r-1/confirm").await,
+            "POST /products/{sku}/reservations/{id}/confirm"
+        );
+        assert_eq!(route_of(router, "POST", "/orders").await, "POST /orders");
     }
 }

@@ -4,21 +4,18 @@
 
 mod extract;
 mod orders;
-mod problem;
 mod products;
 mod send;
 
-pub use extract::{JsonBody, MAX_BODY_BYTES, parse_json};
-pub use problem::{PROBLEM_TYPE_BASE, Problem};
+pub use extract::{JsonBody, MAX_BODY_BYTES, WriteRequest, parse_json};
 pub use send::CommandApi;
 
-use axum::Router;
 use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
+use axum::{Json, Router};
 use serde::Serialize;
 use stockroom_domain::CommandId;
+use stockroom_http::Problem;
 use utoipa::OpenApi;
 
 use crate::protocol::Outcome;
@@ -58,21 +55,14 @@ pub struct CommandStatus {
 
 #[utoipa::path(get, path = "/commands/{id}", tag = "commands", params(("id" = String, Path)),
     responses((status = 200, body = CommandStatus), (status = 404, description = "unknown to this node", body = Problem)))]
-async fn command_status(State(api): State<CommandApi>, Path(id): Path<String>) -> Response {
-    let not_found = || {
-        Problem::new(
-            StatusCode::NOT_FOUND,
-            "not-found",
+async fn command_status(State(api): State<CommandApi>, Path(id): Path<String>) -> Result<Json<CommandStatus>, Problem> {
+    let unknown = || {
+        Problem::not_found(
             "no outcome is known for this command on this node; retry the write with its Idempotency-Key to learn it",
         )
-        .into_response()
     };
-    let Ok(id) = CommandId::parse(id) else {
-        return not_found();
-    };
-    let Some(outcome) = api.client.outcome(&id) else {
-        return not_found();
-    };
+    let id = CommandId::parse(id).map_err(|_| unknown())?;
+    let outcome = api.client.outcome(&id).ok_or_else(unknown)?;
     let mut status =
         CommandStatus { command_id: id.to_string(), status: "accepted", version: None, position: None, problem: None };
     match outcome {
@@ -87,14 +77,14 @@ async fn command_status(State(api): State<CommandApi>, Path(id): Path<String>) -
         Outcome::IdempotencyConflict => status.status = "conflict",
         Outcome::Failed { reason } => {
             status.status = "failed";
-            status.problem = Some(Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", reason));
+            status.problem = Some(Problem::internal(reason));
         }
         Outcome::Unavailable { reason } => {
             status.status = "unavailable";
             status.problem = Some(Problem::unavailable(reason));
         }
     }
-    axum::Json(status).into_response()
+    Ok(Json(status))
 }
 
 /// The OpenAPI description of the command API.

@@ -6,21 +6,16 @@
 //! of the query side.
 
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde::Deserialize;
 use stockroom_domain::order::{MAX_LINES, OrderCommand, OrderLine};
-use stockroom_domain::{OrderId, Quantity, Sku, Timestamp, ValidationError};
-use stockroom_topics::time;
+use stockroom_domain::{OrderId, Quantity, Sku, ValidationError};
+use stockroom_http::Problem;
 
-use super::extract::{IdempotencyKey, JsonBody};
-use super::problem::Problem;
-use super::send::{CommandApi, Request, Success};
+use super::extract::{JsonBody, WriteRequest};
+use super::products::expiry;
+use super::send::{CommandApi, Success};
 use crate::protocol::Target;
-
-fn invalid(e: ValidationError) -> Problem {
-    Problem::validation(&e.field, &e.message)
-}
 
 /// `POST /orders`
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -52,39 +47,26 @@ pub struct OrderLineBody {
     ))]
 pub async fn place(
     State(api): State<CommandApi>,
-    headers: HeaderMap,
-    IdempotencyKey(key): IdempotencyKey,
+    request: WriteRequest,
     JsonBody(body): JsonBody<OrderBody>,
-) -> Response {
-    let parsed = (|| {
-        let order_id = OrderId::parse(body.order_id).map_err(invalid)?;
-        if body.lines.is_empty() || body.lines.len() > MAX_LINES {
-            return Err(Problem::validation("lines", &format!("must have 1 to {MAX_LINES} lines")));
-        }
-        let lines = body
-            .lines
-            .into_iter()
-            .enumerate()
-            .map(|(i, l)| {
-                let at = |e: ValidationError| Problem::validation(&format!("lines[{i}].{}", e.field), &e.message);
-                Ok(OrderLine { sku: Sku::parse(l.sku).map_err(at)?, quantity: Quantity::new(l.quantity).map_err(at)? })
-            })
-            .collect::<Result<Vec<_>, Problem>>()?;
-        let expires_at = match body.expires_in_secs {
-            Some(0) => return Err(Problem::validation("expires_in_secs", "must be greater than 0")),
-            Some(secs) => Some(Timestamp(time::now_ms()).plus_secs(secs)),
-            None => None,
-        };
-        Ok((order_id, OrderCommand::Place { lines, expires_at }))
-    })();
-    let (order_id, command) = match parsed {
-        Ok(p) => p,
-        Err(p) => return p.into_response(),
-    };
-    let request = Request { route: "POST /orders", idempotency_key: key, expected_version: None, headers: &headers };
+) -> Result<Response, Problem> {
+    let order_id = OrderId::parse(body.order_id)?;
+    if body.lines.is_empty() || body.lines.len() > MAX_LINES {
+        return Err(Problem::validation("lines", &format!("must have 1 to {MAX_LINES} lines")));
+    }
+    let lines = body
+        .lines
+        .into_iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let at = |e: ValidationError| Problem::validation(&format!("lines[{i}].{}", e.field), &e.message);
+            Ok(OrderLine { sku: Sku::parse(l.sku).map_err(at)?, quantity: Quantity::new(l.quantity).map_err(at)? })
+        })
+        .collect::<Result<Vec<_>, Problem>>()?;
+    let command = OrderCommand::Place { lines, expires_at: expiry(body.expires_in_secs)? };
     let success =
         Success::created(format!("/orders/{order_id}")).with("order_id", order_id.as_str()).with("state", "reserved");
-    api.send(Target::Order { order_id, command }, request, success).await
+    api.send(Target::Order { order_id, command }, request, None, success).await
 }
 
 #[utoipa::path(post, path = "/orders/{id}/confirm", tag = "orders", params(("id" = String, Path)),
@@ -93,10 +75,9 @@ pub async fn place(
 pub async fn confirm(
     State(api): State<CommandApi>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    IdempotencyKey(key): IdempotencyKey,
-) -> Response {
-    step(api, id, headers, key, OrderCommand::Confirm).await
+    request: WriteRequest,
+) -> Result<Response, Problem> {
+    step(api, id, request, OrderCommand::Confirm, "confirmed").await
 }
 
 #[utoipa::path(post, path = "/orders/{id}/cancel", tag = "orders", params(("id" = String, Path)),
@@ -105,22 +86,20 @@ pub async fn confirm(
 pub async fn cancel(
     State(api): State<CommandApi>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    IdempotencyKey(key): IdempotencyKey,
-) -> Response {
-    step(api, id, headers, key, OrderCommand::Cancel).await
+    request: WriteRequest,
+) -> Result<Response, Problem> {
+    step(api, id, request, OrderCommand::Cancel, "cancelled").await
 }
 
-async fn step(api: CommandApi, id: String, headers: HeaderMap, key: Option<String>, command: OrderCommand) -> Response {
-    let order_id = match OrderId::parse(id) {
-        Ok(id) => id,
-        Err(e) => return invalid(e).into_response(),
-    };
-    let (route, state) = match command {
-        OrderCommand::Confirm => ("POST /orders/{id}/confirm", "confirmed"),
-        _ => ("POST /orders/{id}/cancel", "cancelled"),
-    };
-    let request = Request { route, idempotency_key: key, expected_version: None, headers: &headers };
+/// Confirms or cancels an order; `state` is the order's state once it is done.
+async fn step(
+    api: CommandApi,
+    id: String,
+    request: WriteRequest,
+    command: OrderCommand,
+    state: &str,
+) -> Result<Response, Problem> {
+    let order_id = OrderId::parse(id)?;
     let success = Success::ok().with("order_id", order_id.as_str()).with("state", state);
-    api.send(Target::Order { order_id, command }, request, success).await
+    api.send(Target::Order { order_id, command }, request, None, success).await
 }

@@ -3,25 +3,17 @@
 use std::collections::BTreeMap;
 
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde::Deserialize;
 use stockroom_domain::product::{DetailsPatch, Money, NewProduct, Patch, ProductCommand, ProductDetails};
-use stockroom_domain::{Currency, Gtin, Quantity, ReservationId, Sku, Timestamp, ValidationError};
+use stockroom_domain::{Currency, Gtin, Quantity, ReservationId, Sku, Timestamp};
 use stockroom_topics::time;
 
-use super::extract::{IdempotencyKey, IfMatch, JsonBody};
-use super::problem::Problem;
-use super::send::{CommandApi, Request, Success};
+use stockroom_http::Problem;
+
+use super::extract::{IfMatch, JsonBody, WriteRequest};
+use super::send::{CommandApi, Success};
 use crate::protocol::Target;
-
-fn invalid(e: ValidationError) -> Problem {
-    Problem::validation(&e.field, &e.message)
-}
-
-fn sku_of(raw: String) -> Result<Sku, Problem> {
-    Sku::parse(raw).map_err(invalid)
-}
 
 /// `POST /products`
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -54,35 +46,26 @@ pub struct RegisterBody {
     ))]
 pub async fn register(
     State(api): State<CommandApi>,
-    headers: HeaderMap,
-    IdempotencyKey(key): IdempotencyKey,
+    request: WriteRequest,
     JsonBody(body): JsonBody<RegisterBody>,
-) -> Response {
-    let parsed = (|| {
-        let sku = sku_of(body.sku)?;
-        let details = ProductDetails {
-            name: body.name,
-            description: body.description,
-            brand: body.brand,
-            category: body.category,
-            gtin: body.gtin.map(Gtin::parse).transpose().map_err(invalid)?,
-            price: Money {
-                cents: body.price_cents,
-                currency: body.currency.map(Currency::parse).transpose().map_err(invalid)?.unwrap_or_default(),
-            },
-            attributes: body.attributes.unwrap_or_default(),
-        };
-        details.validate().map_err(invalid)?;
-        Ok::<_, Problem>((sku, NewProduct { details, initial_stock: body.initial_stock.unwrap_or(0) }))
-    })();
-    let (sku, new) = match parsed {
-        Ok(p) => p,
-        Err(p) => return p.into_response(),
+) -> Result<Response, Problem> {
+    let sku = Sku::parse(body.sku)?;
+    let details = ProductDetails {
+        name: body.name,
+        description: body.description,
+        brand: body.brand,
+        category: body.category,
+        gtin: body.gtin.map(Gtin::parse).transpose()?,
+        price: Money {
+            cents: body.price_cents,
+            currency: body.currency.map(Currency::parse).transpose()?.unwrap_or_default(),
+        },
+        attributes: body.attributes.unwrap_or_default(),
     };
-    let location = format!("/products/{sku}");
-    let success = Success::created(location).with("sku", sku.as_str());
-    let request = Request { route: "POST /products", idempotency_key: key, expected_version: None, headers: &headers };
-    api.send(Target::Product { sku, command: ProductCommand::Register(new) }, request, success).await
+    details.validate()?;
+    let new = NewProduct { details, initial_stock: body.initial_stock.unwrap_or(0) };
+    let success = Success::created(format!("/products/{sku}")).with("sku", sku.as_str());
+    api.send(Target::Product { sku, command: ProductCommand::Register(new) }, request, None, success).await
 }
 
 /// `PATCH /products/{sku}`: JSON merge patch of the detail fields.
@@ -116,38 +99,39 @@ pub struct PatchBody {
 pub async fn update(
     State(api): State<CommandApi>,
     Path(sku): Path<String>,
-    headers: HeaderMap,
-    IdempotencyKey(key): IdempotencyKey,
+    request: WriteRequest,
     IfMatch(expected): IfMatch,
     JsonBody(body): JsonBody<PatchBody>,
-) -> Response {
-    let parsed = (|| {
-        let sku = sku_of(sku)?;
-        let gtin = match body.gtin {
-            Patch::Keep => Patch::Keep,
-            Patch::Clear => Patch::Clear,
-            Patch::Set(g) => Patch::Set(Gtin::parse(g).map_err(invalid)?),
-        };
-        let patch = DetailsPatch {
-            name: body.name,
-            description: body.description,
-            brand: body.brand,
-            category: body.category,
-            gtin,
-            price_cents: body.price_cents,
-            currency: body.currency.map(Currency::parse).transpose().map_err(invalid)?,
-            attributes: body.attributes,
-        };
-        Ok::<_, Problem>((sku, patch))
-    })();
-    let (sku, patch) = match parsed {
-        Ok(p) => p,
-        Err(p) => return p.into_response(),
+) -> Result<Response, Problem> {
+    let sku = Sku::parse(sku)?;
+    let gtin = match body.gtin {
+        Patch::Keep => Patch::Keep,
+        Patch::Clear => Patch::Clear,
+        Patch::Set(g) => Patch::Set(Gtin::parse(g)?),
     };
-    let request =
-        Request { route: "PATCH /products/{sku}", idempotency_key: key, expected_version: expected, headers: &headers };
+    let patch = DetailsPatch {
+        name: body.name,
+        description: body.description,
+        brand: body.brand,
+        category: body.category,
+        gtin,
+        price_cents: body.price_cents,
+        currency: body.currency.map(Currency::parse).transpose()?,
+        attributes: body.attributes,
+    };
+    product_write(&api, sku, ProductCommand::UpdateDetails(patch), request, expected).await
+}
+
+/// Sends a write on one product that answers 200 with its `sku`.
+async fn product_write(
+    api: &CommandApi,
+    sku: Sku,
+    command: ProductCommand,
+    request: WriteRequest,
+    expected: Option<u64>,
+) -> Result<Response, Problem> {
     let success = Success::ok().with("sku", sku.as_str());
-    api.send(Target::Product { sku, command: ProductCommand::UpdateDetails(patch) }, request, success).await
+    api.send(Target::Product { sku, command }, request, expected, success).await
 }
 
 #[utoipa::path(delete, path = "/products/{sku}", tag = "products",
@@ -157,22 +141,10 @@ pub async fn update(
 pub async fn discontinue(
     State(api): State<CommandApi>,
     Path(sku): Path<String>,
-    headers: HeaderMap,
-    IdempotencyKey(key): IdempotencyKey,
+    request: WriteRequest,
     IfMatch(expected): IfMatch,
-) -> Response {
-    let sku = match sku_of(sku) {
-        Ok(s) => s,
-        Err(p) => return p.into_response(),
-    };
-    let request = Request {
-        route: "DELETE /products/{sku}",
-        idempotency_key: key,
-        expected_version: expected,
-        headers: &headers,
-    };
-    let success = Success::ok().with("sku", sku.as_str());
-    api.send(Target::Product { sku, command: ProductCommand::Discontinue }, request, success).await
+) -> Result<Response, Problem> {
+    product_write(&api, Sku::parse(sku)?, ProductCommand::Discontinue, request, expected).await
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -189,24 +161,14 @@ pub struct ReceiptBody {
 pub async fn receive(
     State(api): State<CommandApi>,
     Path(sku): Path<String>,
-    headers: HeaderMap,
-    IdempotencyKey(key): IdempotencyKey,
+    request: WriteRequest,
     IfMatch(expected): IfMatch,
     JsonBody(body): JsonBody<ReceiptBody>,
-) -> Response {
-    let parsed = (|| Ok::<_, Problem>((sku_of(sku)?, Quantity::new(body.quantity).map_err(invalid)?)))();
-    let (sku, quantity) = match parsed {
-        Ok(p) => p,
-        Err(p) => return p.into_response(),
-    };
-    let request = Request {
-        route: "POST /products/{sku}/stock/receipts",
-        idempotency_key: key,
-        expected_version: expected,
-        headers: &headers,
-    };
+) -> Result<Response, Problem> {
+    let sku = Sku::parse(sku)?;
+    let quantity = Quantity::new(body.quantity)?;
     let command = ProductCommand::ReceiveStock { quantity, reference: body.reference };
-    api.send(Target::Product { sku: sku.clone(), command }, request, Success::ok().with("sku", sku.as_str())).await
+    product_write(&api, sku, command, request, expected).await
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -224,23 +186,12 @@ pub struct AdjustmentBody {
 pub async fn adjust(
     State(api): State<CommandApi>,
     Path(sku): Path<String>,
-    headers: HeaderMap,
-    IdempotencyKey(key): IdempotencyKey,
+    request: WriteRequest,
     IfMatch(expected): IfMatch,
     JsonBody(body): JsonBody<AdjustmentBody>,
-) -> Response {
-    let sku = match sku_of(sku) {
-        Ok(s) => s,
-        Err(p) => return p.into_response(),
-    };
-    let request = Request {
-        route: "POST /products/{sku}/stock/adjustments",
-        idempotency_key: key,
-        expected_version: expected,
-        headers: &headers,
-    };
+) -> Result<Response, Problem> {
     let command = ProductCommand::AdjustStock { delta: body.delta, reason: body.reason };
-    api.send(Target::Product { sku: sku.clone(), command }, request, Success::ok().with("sku", sku.as_str())).await
+    product_write(&api, Sku::parse(sku)?, command, request, expected).await
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -260,37 +211,28 @@ pub struct ReservationBody {
 pub async fn reserve(
     State(api): State<CommandApi>,
     Path(sku): Path<String>,
-    headers: HeaderMap,
-    IdempotencyKey(key): IdempotencyKey,
+    request: WriteRequest,
     IfMatch(expected): IfMatch,
     JsonBody(body): JsonBody<ReservationBody>,
-) -> Response {
-    let parsed = (|| {
-        let sku = sku_of(sku)?;
-        let reservation_id = ReservationId::parse(body.reservation_id).map_err(invalid)?;
-        let quantity = Quantity::new(body.quantity).map_err(invalid)?;
-        let expires_at = match body.expires_in_secs {
-            Some(0) => return Err(Problem::validation("expires_in_secs", "must be greater than 0")),
-            Some(secs) => Some(Timestamp(time::now_ms()).plus_secs(secs)),
-            None => None,
-        };
-        Ok((sku, reservation_id, quantity, expires_at))
-    })();
-    let (sku, reservation_id, quantity, expires_at) = match parsed {
-        Ok(p) => p,
-        Err(p) => return p.into_response(),
-    };
-    let request = Request {
-        route: "POST /products/{sku}/reservations",
-        idempotency_key: key,
-        expected_version: expected,
-        headers: &headers,
-    };
+) -> Result<Response, Problem> {
+    let sku = Sku::parse(sku)?;
+    let reservation_id = ReservationId::parse(body.reservation_id)?;
+    let quantity = Quantity::new(body.quantity)?;
+    let expires_at = expiry(body.expires_in_secs)?;
     let success = Success::created(format!("/products/{sku}/reservations/{reservation_id}"))
         .with("sku", sku.as_str())
         .with("reservation_id", reservation_id.as_str());
     let command = ProductCommand::Reserve { reservation_id, quantity, expires_at, order_id: None };
-    api.send(Target::Product { sku, command }, request, success).await
+    api.send(Target::Product { sku, command }, request, expected, success).await
+}
+
+/// When reservations made now lapse, for a request's `expires_in_secs` (none: never).
+pub(super) fn expiry(expires_in_secs: Option<u64>) -> Result<Option<Timestamp>, Problem> {
+    match expires_in_secs {
+        Some(0) => Err(Problem::validation("expires_in_secs", "must be greater than 0")),
+        Some(secs) => Ok(Some(Timestamp(time::now_ms()).plus_secs(secs))),
+        None => Ok(None),
+    }
 }
 
 #[utoipa::path(post, path = "/products/{sku}/reservations/{id}/confirm", tag = "stock",
@@ -300,11 +242,13 @@ pub async fn reserve(
 pub async fn confirm(
     State(api): State<CommandApi>,
     Path((sku, id)): Path<(String, String)>,
-    headers: HeaderMap,
-    IdempotencyKey(key): IdempotencyKey,
+    request: WriteRequest,
     IfMatch(expected): IfMatch,
-) -> Response {
-    reservation_step(api, sku, id, headers, key, expected, true).await
+) -> Result<Response, Problem> {
+    let sku = Sku::parse(sku)?;
+    let reservation_id = ReservationId::parse(id)?;
+    let command = ProductCommand::ConfirmReservation { reservation_id: reservation_id.clone() };
+    reservation_write(&api, sku, reservation_id, command, request, expected).await
 }
 
 #[utoipa::path(post, path = "/products/{sku}/reservations/{id}/release", tag = "stock",
@@ -313,39 +257,24 @@ pub async fn confirm(
 pub async fn release(
     State(api): State<CommandApi>,
     Path((sku, id)): Path<(String, String)>,
-    headers: HeaderMap,
-    IdempotencyKey(key): IdempotencyKey,
+    request: WriteRequest,
     IfMatch(expected): IfMatch,
-) -> Response {
-    reservation_step(api, sku, id, headers, key, expected, false).await
+) -> Result<Response, Problem> {
+    let sku = Sku::parse(sku)?;
+    let reservation_id = ReservationId::parse(id)?;
+    let command = ProductCommand::ReleaseReservation { reservation_id: reservation_id.clone() };
+    reservation_write(&api, sku, reservation_id, command, request, expected).await
 }
 
-async fn reservation_step(
-    api: CommandApi,
-    sku: String,
-    id: String,
-    headers: HeaderMap,
-    key: Option<String>,
+/// Sends a confirm or a release of a reservation.
+async fn reservation_write(
+    api: &CommandApi,
+    sku: Sku,
+    reservation_id: ReservationId,
+    command: ProductCommand,
+    request: WriteRequest,
     expected: Option<u64>,
-    confirm: bool,
-) -> Response {
-    let parsed = (|| Ok::<_, Problem>((sku_of(sku)?, ReservationId::parse(id).map_err(invalid)?)))();
-    let (sku, reservation_id) = match parsed {
-        Ok(p) => p,
-        Err(p) => return p.into_response(),
-    };
-    let (route, command) = if confirm {
-        (
-            "POST /products/{sku}/reservations/{id}/confirm",
-            ProductCommand::ConfirmReservation { reservation_id: reservation_id.clone() },
-        )
-    } else {
-        (
-            "POST /products/{sku}/reservations/{id}/release",
-            ProductCommand::ReleaseReservation { reservation_id: reservation_id.clone() },
-        )
-    };
-    let request = Request { route, idempotency_key: key, expected_version: expected, headers: &headers };
+) -> Result<Response, Problem> {
     let success = Success::ok().with("sku", sku.as_str()).with("reservation_id", reservation_id.as_str());
-    api.send(Target::Product { sku, command }, request, success).await
+    api.send(Target::Product { sku, command }, request, expected, success).await
 }

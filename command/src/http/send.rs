@@ -3,15 +3,16 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use stockroom_domain::{CommandId, Timestamp};
+use stockroom_http::Problem;
 use stockroom_topics::{POSITION_HEADER, time};
 use tracing::{error, warn};
 
-use super::problem::Problem;
+use super::extract::WriteRequest;
 use crate::client::{CommandClient, SubmitError, Submitted};
 use crate::protocol::{CommandRecord, Outcome, Target};
 
@@ -21,15 +22,6 @@ pub struct CommandApi {
     pub client: CommandClient,
     /// How long a write waits for its outcome before answering 202.
     pub write_timeout: Duration,
-}
-
-/// The request around a command.
-pub struct Request<'a> {
-    /// Method and route, e.g. `POST /products/{sku}/reservations`: part of the fingerprint.
-    pub route: &'a str,
-    pub idempotency_key: Option<String>,
-    pub expected_version: Option<u64>,
-    pub headers: &'a HeaderMap,
 }
 
 /// How a success is answered.
@@ -78,47 +70,39 @@ pub struct PendingCommand {
 }
 
 impl CommandApi {
-    pub async fn send(&self, target: Target, request: Request<'_>, success: Success) -> Response {
-        let id = match command_id(&target, request.idempotency_key.as_deref()) {
-            Ok(id) => id,
-            Err(p) => return p.into_response(),
-        };
-        let fingerprint = fingerprint(request.route, &target, request.expected_version);
-        let correlation_id = request
-            .headers
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| v.len() <= 128)
-            .map(str::to_owned)
-            .or_else(|| Some(id.to_string()));
-        let target = target.routed(request.expected_version);
+    /// Sends the command of a write and answers with its outcome, or 202 when the
+    /// outcome takes longer than `write_timeout`.
+    pub async fn send(
+        &self,
+        target: Target,
+        request: WriteRequest,
+        expected_version: Option<u64>,
+        success: Success,
+    ) -> Result<Response, Problem> {
+        let id = command_id(&target, request.idempotency_key.as_deref())?;
+        let fingerprint = fingerprint(&request.route, &target, expected_version);
+        let correlation_id = request.request_id.or_else(|| Some(id.to_string()));
         let cmd = CommandRecord {
             id: id.clone(),
             at: Timestamp(time::now_ms()),
-            expected_version: request.expected_version,
+            expected_version,
             fingerprint,
             reply_to: Some(self.client.reply_to().to_owned()),
-            target,
+            target: target.routed(expected_version),
             notify: None,
         };
         match self.client.submit(cmd, correlation_id, self.write_timeout).await {
             Ok(Submitted::Done(outcome)) => respond(&id, outcome, success),
-            Ok(Submitted::Pending) => pending(&id),
+            Ok(Submitted::Pending) => Ok(pending(&id)),
             Err(SubmitError::Log(e)) if !e.is_retryable() => {
                 // Retrying will not help (refused authorisation, a record too large):
                 // say so, rather than inviting the client to retry for ever.
                 error!(error = %e, command_id = %id, "the event log refused the command");
-                Problem::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    format!("the event log refused the command: {e}"),
-                )
-                .into_response()
+                Err(Problem::internal(format!("the event log refused the command: {e}")))
             }
             Err(e) => {
                 warn!(error = %e, command_id = %id, "could not send command");
-                Problem::unavailable("the event log is not reachable; retry with the same Idempotency-Key")
-                    .into_response()
+                Err(Problem::unavailable("the event log is not reachable; retry with the same Idempotency-Key"))
             }
         }
     }
@@ -132,7 +116,7 @@ fn command_id(target: &Target, key: Option<&str>) -> Result<CommandId, Problem> 
         Some(key) => format!("k-{}", digest(&[target.idempotency_scope().as_bytes(), key.as_bytes()])),
         None => format!("c-{}", uuid::Uuid::new_v4().simple()),
     };
-    CommandId::parse(raw).map_err(|e| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))
+    CommandId::parse(raw).map_err(Problem::internal)
 }
 
 /// What makes two requests "the same request" for an idempotency key.
@@ -153,7 +137,7 @@ fn digest(parts: &[&[u8]]) -> String {
 }
 
 /// Maps an outcome to the HTTP answer.
-pub fn respond(id: &CommandId, outcome: Outcome, success: Success) -> Response {
+pub fn respond(id: &CommandId, outcome: Outcome, success: Success) -> Result<Response, Problem> {
     match outcome {
         Outcome::Accepted { version, position } => {
             let body =
@@ -169,19 +153,16 @@ pub fn respond(id: &CommandId, outcome: Outcome, success: Success) -> Response {
             if let Some(loc) = success.location.and_then(|l| HeaderValue::from_str(&l).ok()) {
                 headers.insert(header::LOCATION, loc);
             }
-            response
+            Ok(response)
         }
-        Outcome::Rejected { rejection } => Problem::from_rejection(&rejection).into_response(),
-        Outcome::IdempotencyConflict => Problem::new(
+        Outcome::Rejected { rejection } => Err(Problem::from_rejection(&rejection)),
+        Outcome::IdempotencyConflict => Err(Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "idempotency-key-reused",
             "this Idempotency-Key was used before with a different request",
-        )
-        .into_response(),
-        Outcome::Failed { reason } => {
-            Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", reason).into_response()
-        }
-        Outcome::Unavailable { reason } => Problem::unavailable(reason).into_response(),
+        )),
+        Outcome::Failed { reason } => Err(Problem::internal(reason)),
+        Outcome::Unavailable { reason } => Err(Problem::unavailable(reason)),
     }
 }
 

@@ -4,22 +4,23 @@
 //! then waits — bounded — until its view has applied that position, else answers 503
 //! with `Retry-After`. Every read answers with the view's own `Stockroom-Position`.
 
-mod problem;
+mod params;
 
-pub use problem::Problem;
+pub use params::QueryParams;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use serde::Deserialize;
+use stockroom_http::Problem;
 use stockroom_topics::{MIN_POSITION_HEADER, POSITION_HEADER, Position};
 use tokio::sync::watch;
-use utoipa::OpenApi;
+use utoipa::{IntoParams, OpenApi};
 
 use crate::catalog::{SearchError, SearchRequest, SearchResponse, Sort};
 use crate::orders::{LineFailureView, OrderBook, OrderLineView, OrderView};
@@ -63,9 +64,11 @@ pub(crate) async fn wait_for_position(
     let Some(raw) = headers.get(MIN_POSITION_HEADER).filter(|v| !v.as_bytes().trim_ascii().is_empty()) else {
         return Ok(applied.borrow().clone());
     };
-    let wanted: Position = raw.to_str().ok().and_then(|s| s.parse().ok()).ok_or_else(|| {
-        Problem::new(StatusCode::BAD_REQUEST, "invalid-header", "Stockroom-Min-Position is not a position token")
-    })?;
+    let wanted: Position = raw
+        .to_str()
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| Problem::bad_header("Stockroom-Min-Position", "is not a position token"))?;
     let mut rx = applied.clone();
     let waited = tokio::time::timeout(timeout, rx.wait_for(|p| p.covers(&wanted))).await;
     match waited {
@@ -79,26 +82,25 @@ pub(crate) async fn wait_for_position(
     }
 }
 
+/// Runs a view's blocking work off the async runtime; a task that panicked is a 500.
+pub(crate) async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, Problem> {
+    tokio::task::spawn_blocking(work).await.map_err(Problem::internal)
+}
+
 /// The answer to a read of one thing: 200 with its JSON (and its version as `ETag`),
 /// or a 404 or 500 problem.
 pub(crate) fn one<T: serde::Serialize, E: std::fmt::Display>(
-    found: Result<Result<Option<T>, E>, tokio::task::JoinError>,
+    found: Result<Option<T>, E>,
     version: impl Fn(&T) -> Option<u64>,
     what: &str,
-) -> Response {
-    match found {
-        Ok(Ok(Some(value))) => {
-            let etag = version(&value).and_then(|v| HeaderValue::from_str(&format!("\"{v}\"")).ok());
-            let mut r = axum::Json(value).into_response();
-            if let Some(etag) = etag {
-                r.headers_mut().insert(header::ETAG, etag);
-            }
-            r
-        }
-        Ok(Ok(None)) => Problem::new(StatusCode::NOT_FOUND, "not-found", format!("no such {what}")).into_response(),
-        Ok(Err(e)) => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()).into_response(),
-        Err(e) => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()).into_response(),
+) -> Result<Response, Problem> {
+    let value = found.map_err(Problem::internal)?.ok_or_else(|| Problem::not_found(format!("no such {what}")))?;
+    let etag = version(&value).and_then(|v| HeaderValue::from_str(&format!("\"{v}\"")).ok());
+    let mut response = axum::Json(value).into_response();
+    if let Some(etag) = etag {
+        response.headers_mut().insert(header::ETAG, etag);
     }
+    Ok(response)
 }
 
 pub(crate) fn with_position(mut response: Response, position: &Position) -> Response {
@@ -111,106 +113,99 @@ pub(crate) fn with_position(mut response: Response, position: &Position) -> Resp
 #[utoipa::path(get, path = "/products/{sku}", tag = "catalog",
     params(("sku" = String, Path), ("Stockroom-Min-Position" = Option<String>, Header, description = "wait until the view has applied this token")),
     responses((status = 200, body = ProductView), (status = 404, body = Problem), (status = 503, description = "view not caught up", body = Problem)))]
-async fn get_product(State(api): State<QueryApi>, Path(sku): Path<String>, headers: HeaderMap) -> Response {
-    let position = match api.wait_for(&headers).await {
-        Ok(p) => p,
-        Err(p) => return p.into_response(),
-    };
+async fn get_product(
+    State(api): State<QueryApi>,
+    Path(sku): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let position = api.wait_for(&headers).await?;
     let catalog = api.catalog.current();
-    let found = tokio::task::spawn_blocking(move || catalog.get(&sku)).await;
-    with_position(one(found, |v| Some(v.version), "product"), &position)
+    let found = blocking(move || catalog.get(&sku)).await?;
+    Ok(with_position(one(found, |v| Some(v.version), "product")?, &position))
 }
 
 #[utoipa::path(get, path = "/orders/{id}", tag = "orders",
     params(("id" = String, Path), ("Stockroom-Min-Position" = Option<String>, Header, description = "wait until the view has applied this token")),
     responses((status = 200, body = OrderView), (status = 404, body = Problem), (status = 503, description = "view not caught up", body = Problem)))]
-async fn get_order(State(api): State<QueryApi>, Path(id): Path<String>, headers: HeaderMap) -> Response {
-    let position = match api.wait_for(&headers).await {
-        Ok(p) => p,
-        Err(p) => return p.into_response(),
-    };
+async fn get_order(
+    State(api): State<QueryApi>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let position = api.wait_for(&headers).await?;
     let orders = api.orders.clone();
-    let found = tokio::task::spawn_blocking(move || orders.get(&id)).await;
-    let found = found.map(|r| r.map(|o| o.as_ref().map(OrderView::from)));
-    with_position(one(found, |v| Some(v.version), "order"), &position)
+    let found = blocking(move || orders.get(&id).map(|o| o.as_ref().map(OrderView::from))).await?;
+    Ok(with_position(one(found, |v| Some(v.version), "order")?, &position))
+}
+
+/// `GET /search`'s query string. The descriptions finish "`name` must be ...".
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct SearchParams {
+    /// words (all must match), "quoted phrases", -excluded words
+    q: Option<String>,
+    /// a category
+    category: Option<String>,
+    /// a brand
+    brand: Option<String>,
+    /// an integer number of cents (inclusive)
+    min_price: Option<i64>,
+    /// an integer number of cents (inclusive)
+    max_price: Option<i64>,
+    /// true or false
+    in_stock: Option<bool>,
+    /// true or false (default false)
+    include_discontinued: Option<bool>,
+    /// relevance (default), price_asc, price_desc or name
+    #[param(inline)]
+    sort: Option<Sort>,
+    /// a number from 1 to 100 (default 20)
+    #[param(minimum = 1, maximum = 100)]
+    limit: Option<usize>,
+    /// the next_cursor of the previous page
+    cursor: Option<String>,
+}
+
+impl From<SearchParams> for SearchRequest {
+    fn from(p: SearchParams) -> SearchRequest {
+        SearchRequest {
+            q: p.q,
+            category: p.category,
+            brand: p.brand,
+            min_price: p.min_price,
+            max_price: p.max_price,
+            in_stock: p.in_stock,
+            include_discontinued: p.include_discontinued.unwrap_or(false),
+            sort: p.sort.unwrap_or_default(),
+            limit: p.limit.unwrap_or(20),
+            cursor: p.cursor,
+        }
+    }
 }
 
 #[utoipa::path(get, path = "/search", tag = "catalog",
-    params(
-        ("q" = Option<String>, Query, description = "words (all must match), \"quoted phrases\", -excluded words"),
-        ("category" = Option<String>, Query), ("brand" = Option<String>, Query),
-        ("min_price" = Option<i64>, Query, description = "cents, inclusive"), ("max_price" = Option<i64>, Query, description = "cents, inclusive"),
-        ("in_stock" = Option<bool>, Query), ("include_discontinued" = Option<bool>, Query),
-        ("sort" = Option<String>, Query, description = "relevance (default), price_asc, price_desc, name"),
-        ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "1 to 100, default 20"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
-        ("Stockroom-Min-Position" = Option<String>, Header)),
+    params(SearchParams, ("Stockroom-Min-Position" = Option<String>, Header)),
     responses((status = 200, body = SearchResponse), (status = 400, description = "bad query or parameter", body = Problem), (status = 503, body = Problem)))]
 async fn search(
     State(api): State<QueryApi>,
-    Query(params): Query<HashMap<String, String>>,
+    QueryParams(params): QueryParams<SearchParams>,
     headers: HeaderMap,
-) -> Response {
-    let request = match search_request(&params) {
-        Ok(r) => r,
-        Err(p) => return p.into_response(),
-    };
-    let position = match api.wait_for(&headers).await {
-        Ok(p) => p,
-        Err(p) => return p.into_response(),
-    };
+) -> Result<Response, Problem> {
+    let request = SearchRequest::from(params);
+    let position = api.wait_for(&headers).await?;
     let catalog = api.catalog.current();
-    let response = match tokio::task::spawn_blocking(move || catalog.search(&request)).await {
-        Ok(Ok(found)) => axum::Json(found).into_response(),
-        Ok(Err(e)) => search_problem(e).into_response(),
-        Err(e) => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()).into_response(),
-    };
-    with_position(response, &position)
+    let found = blocking(move || catalog.search(&request)).await??;
+    Ok(with_position(axum::Json(found).into_response(), &position))
 }
 
-const SEARCH_PARAMS: [&str; 10] =
-    ["q", "category", "brand", "min_price", "max_price", "in_stock", "include_discontinued", "sort", "limit", "cursor"];
-
-fn search_request(params: &HashMap<String, String>) -> Result<SearchRequest, Problem> {
-    if let Some(unknown) = params.keys().find(|k| !SEARCH_PARAMS.contains(&k.as_str())) {
-        return Err(Problem::bad_parameter(unknown, format!("unknown parameter {unknown:?}")));
-    }
-    fn parsed<T: std::str::FromStr>(
-        params: &HashMap<String, String>,
-        name: &str,
-        what: &str,
-    ) -> Result<Option<T>, Problem> {
-        params
-            .get(name)
-            .map(|v| v.parse::<T>().map_err(|_| Problem::bad_parameter(name, format!("{name} must be {what}"))))
-            .transpose()
-    }
-    let sort = match params.get("sort").map(String::as_str) {
-        None | Some("relevance") => Sort::Relevance,
-        Some("price_asc") => Sort::PriceAsc,
-        Some("price_desc") => Sort::PriceDesc,
-        Some("name") => Sort::Name,
-        Some(_) => return Err(Problem::bad_parameter("sort", "sort must be relevance, price_asc, price_desc or name")),
-    };
-    Ok(SearchRequest {
-        q: params.get("q").cloned(),
-        category: params.get("category").cloned(),
-        brand: params.get("brand").cloned(),
-        min_price: parsed(params, "min_price", "an integer number of cents")?,
-        max_price: parsed(params, "max_price", "an integer number of cents")?,
-        in_stock: parsed(params, "in_stock", "true or false")?,
-        include_discontinued: parsed(params, "include_discontinued", "true or false")?.unwrap_or(false),
-        sort,
-        limit: parsed(params, "limit", "a number from 1 to 100")?.unwrap_or(20),
-        cursor: params.get("cursor").cloned(),
-    })
-}
-
-fn search_problem(e: SearchError) -> Problem {
-    match e {
-        SearchError::BadQuery(m) => Problem::bad_parameter("q", m),
-        SearchError::BadCursor => Problem::bad_parameter("cursor", "cursor is not a next_cursor of this search"),
-        SearchError::BadParameter { name, message } => Problem::bad_parameter(&name, message),
-        other => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", other.to_string()),
+impl From<SearchError> for Problem {
+    fn from(e: SearchError) -> Problem {
+        match e {
+            SearchError::BadQuery(m) => Problem::bad_parameter("q", m),
+            SearchError::BadCursor => Problem::bad_parameter("cursor", "cursor is not a next_cursor of this search"),
+            SearchError::BadParameter { name, message } => Problem::bad_parameter(&name, message),
+            other => Problem::internal(other),
+        }
     }
 }
 
