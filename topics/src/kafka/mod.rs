@@ -3,7 +3,8 @@
 //! - **Producing**: one idempotent producer (`acks=all`) per node, shared by every
 //!   append. An append enqueues its records in order on one partition and returns
 //!   their offsets once the broker acknowledged all of them; many concurrent
-//!   appends share produce requests (`linger.ms`).
+//!   appends share produce requests while earlier ones are in flight (`linger.ms`
+//!   is 0: waiting to batch cost more latency than it saved).
 //! - **Reading**: a reader is a consumer with an explicit assignment (no group, no
 //!   committed offsets): the caller says which partitions from which offsets, from
 //!   its own checkpoint. Correctness never relies on group offsets.
@@ -144,8 +145,11 @@ impl KafkaLog {
         p.set("enable.idempotence", "true");
         // Every in-sync replica has the record before it is acknowledged.
         p.set("acks", "all");
-        // Wait up to 2 ms to batch records of concurrent appends into one request.
-        p.set("linger.ms", "2");
+        // Send at once: records of concurrent appends still share a request while
+        // earlier ones are in flight. Measured (one broker, release build, loadgen):
+        // linger.ms=2 gave one client p50 9.3 ms and 32 clients 848 commands/s;
+        // linger.ms=0 gave 4.1 ms and 980/s. `--kafka-config linger.ms=N` overrides.
+        p.set("linger.ms", "0");
         p.set("message.timeout.ms", DELIVERY_TIMEOUT_MS);
         for (k, v) in &config.extra {
             p.set(k, v);
