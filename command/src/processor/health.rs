@@ -50,7 +50,15 @@ impl ProcessorHealth {
         self.lock().clone()
     }
 
-    pub fn set_assigned(&self) {
+    /// This node now owns `partitions` (as well as any it owned before): each counts
+    /// as catching up until its worker serves, and is registered before the node says
+    /// it knows its share, so readiness never sees "assigned" with one missing.
+    pub fn assign(&self, partitions: &[Partition]) {
+        let mut states = self.lock();
+        for &p in partitions {
+            states.insert(p, PartitionState::CatchingUp);
+        }
+        drop(states);
         self.assigned.store(true, Ordering::Relaxed);
     }
 

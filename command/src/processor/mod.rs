@@ -180,10 +180,7 @@ impl Processor {
         cancel: CancellationToken,
     ) {
         let partitions: Vec<Partition> = partitions.into_iter().collect();
-        for &partition in &partitions {
-            self.shared.health.set(partition, PartitionState::CatchingUp);
-        }
-        self.shared.health.set_assigned();
+        self.shared.health.assign(&partitions);
         for partition in partitions {
             let shared = self.shared.clone();
             let cancel = cancel.clone();
@@ -208,12 +205,7 @@ impl Processor {
                 match event {
                     Some(MembershipEvent::Assigned(partitions)) => {
                         info!(partitions = ?partitions.iter().map(|p| p.0).collect::<Vec<_>>(), "partitions assigned");
-                        // Known as catching up before the node says it knows its share:
-                        // readiness must never see "assigned" with these missing.
-                        for &p in &partitions {
-                            shared.health.set(p, PartitionState::CatchingUp);
-                        }
-                        shared.health.set_assigned();
+                        shared.health.assign(&partitions);
                         for p in partitions {
                             let token = cancel.child_token();
                             if let Some(old) = owned.insert(p, token.clone()) {
@@ -229,7 +221,7 @@ impl Processor {
                             if let Some(token) = owned.remove(&p) {
                                 token.cancel();
                             }
-                            // Its worker may not have started (waiting for the lock).
+                            // Not ours any more, whether or not its worker started.
                             shared.health.remove(p);
                         }
                     }
@@ -301,5 +293,7 @@ async fn supervise(shared: Arc<Shared>, partition: Partition, cancel: Cancellati
             _ = backoff.wait() => {}
         }
     }
-    shared.health.remove(partition);
+    // The partition's health entry is the membership's to remove (on revocation): a
+    // worker cancelled because its partition was assigned again must not remove the
+    // entry its successor is reported under.
 }
