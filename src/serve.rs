@@ -144,7 +144,8 @@ async fn write_side(args: &ServeArgs, node: &mut Node) -> anyhow::Result<(StateS
 /// The read side: every view's projector, registered once (readiness, metrics and
 /// `/admin/views` come from the registry), their read APIs, and rebuilds on request.
 fn read_side(args: &ServeArgs, node: &mut Node) -> anyhow::Result<Arc<Views>> {
-    let (log, data) = (&node.log.clone(), &args.data_dir);
+    let log = &node.log.clone();
+    let data = &args.data_dir;
     let mut views = Views::new(log.clone());
 
     // The catalog (and the orders view, folded by the same projector), rebuilt on
