@@ -98,20 +98,21 @@ pub fn check_version<A: Aggregate>(current: Option<&A>, event: &A::Event) -> Ver
 
 /// Implements [`Aggregate`] for a state type with a `version` field, and
 /// [`DomainEvent`] for its event type (a struct with `version`, `command_id` and `at`
-/// fields and an inherent `event_type`):
+/// fields and an inherent `event_type`). The aggregate's module has its decision
+/// function, named `decide`, in scope:
 ///
 /// ```ignore
 /// aggregate! {
 ///     Order { id: OrderId, command: OrderCommand, event: OrderEvent, types: "stockroom.order.", collection: "orders" }
 ///     key: |order_id| order_id.as_str().into(), event_id: |event| &event.order_id,
-///     decide: decide, evolve: |state, event| Some(evolve(state, event)),
+///     evolve: |state, event| Some(evolve(state, event)),
 /// }
 /// ```
 macro_rules! aggregate {
     (
         $state:ident { id: $id:ty, command: $command:ty, event: $event:ty, types: $prefix:literal, collection: $collection:literal }
         key: |$key_of:ident| $key:expr, event_id: |$event_of:ident| $event_id:expr,
-        decide: $decide:path, evolve: |$s:ident, $e:ident| $evolve:expr $(,)?
+        evolve: |$s:ident, $e:ident| $evolve:expr $(,)?
     ) => {
         impl $crate::aggregate::Aggregate for $state {
             type Id = $id;
@@ -131,7 +132,7 @@ macro_rules! aggregate {
                 command: &$command,
                 ctx: &$crate::Context,
             ) -> Result<Vec<$event>, $crate::Rejection> {
-                $decide(state, id, command, ctx)
+                decide(state, id, command, ctx)
             }
             fn evolve($s: Option<Self>, $e: &$event) -> Option<Self> {
                 $evolve

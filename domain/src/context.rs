@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{CommandId, Timestamp};
 
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Context {
     /// The command being decided; every event it causes carries this id.
@@ -11,7 +12,6 @@ pub struct Context {
     /// When the command was received. The only clock the domain knows.
     pub now: Timestamp,
     /// Optimistic concurrency: the version the client expects (HTTP `If-Match`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected_version: Option<u64>,
 }
 

@@ -8,15 +8,16 @@ use crate::validation::{Currency, Quantity};
 use super::state::ProductDetails;
 
 /// What a client may ask of one product. The SKU travels beside the command.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde_with::skip_serializing_none]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum ProductCommand {
     Register(NewProduct),
     UpdateDetails(DetailsPatch),
     Discontinue,
     ReceiveStock {
         quantity: Quantity,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         reference: Option<String>,
     },
     AdjustStock {
@@ -26,9 +27,7 @@ pub enum ProductCommand {
     Reserve {
         reservation_id: ReservationId,
         quantity: Quantity,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         expires_at: Option<Timestamp>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         order_id: Option<OrderId>,
     },
     ConfirmReservation {
@@ -45,17 +44,7 @@ pub enum ProductCommand {
 impl ProductCommand {
     /// A short stable name for logs and metrics.
     pub fn kind(&self) -> &'static str {
-        match self {
-            ProductCommand::Register(_) => "register",
-            ProductCommand::UpdateDetails(_) => "update_details",
-            ProductCommand::Discontinue => "discontinue",
-            ProductCommand::ReceiveStock { .. } => "receive_stock",
-            ProductCommand::AdjustStock { .. } => "adjust_stock",
-            ProductCommand::Reserve { .. } => "reserve",
-            ProductCommand::ConfirmReservation { .. } => "confirm_reservation",
-            ProductCommand::ReleaseReservation { .. } => "release_reservation",
-            ProductCommand::ExpireReservations => "expire_reservations",
-        }
+        self.into()
     }
 
     /// The GTIN this command would give the product, if it sets one.
@@ -129,9 +118,9 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Patch<T> {
 
 /// The detail fields an update may change; `name`, `price_cents`, `currency` and
 /// `attributes` can be replaced but not cleared.
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DetailsPatch {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Patch::is_keep")]
     pub description: Patch<String>,
@@ -141,11 +130,8 @@ pub struct DetailsPatch {
     pub category: Patch<String>,
     #[serde(default, skip_serializing_if = "Patch::is_keep")]
     pub gtin: Patch<Gtin>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub price_cents: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub currency: Option<Currency>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attributes: Option<BTreeMap<String, String>>,
 }
 

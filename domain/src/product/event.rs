@@ -50,9 +50,12 @@ pub enum DetailField {
 }
 
 /// Current (schema version [`crate::EVENT_SCHEMA_VERSION`]) event bodies.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde_with::skip_serializing_none]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr)]
 #[serde(tag = "type", content = "data")]
+#[strum(prefix = "stockroom.product.", serialize_all = "kebab-case")]
 pub enum ProductEventBody {
+    #[strum(serialize = "registered")]
     ProductRegistered {
         details: ProductDetails,
         /// Units on hand at registration. Named `initial_on_hand` on the wire since
@@ -66,10 +69,10 @@ pub enum ProductEventBody {
         details: ProductDetails,
         changed: Vec<DetailField>,
     },
+    #[strum(serialize = "discontinued")]
     ProductDiscontinued,
     StockReceived {
         quantity: u64,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         reference: Option<String>,
     },
     StockAdjusted {
@@ -79,9 +82,7 @@ pub enum ProductEventBody {
     StockReserved {
         reservation_id: ReservationId,
         quantity: u64,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         expires_at: Option<Timestamp>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         order_id: Option<OrderId>,
     },
     /// The reserved units shipped: on hand and reserved both drop.
@@ -98,15 +99,6 @@ pub enum ProductEventBody {
 
 impl ProductEventBody {
     pub fn event_type(&self) -> &'static str {
-        match self {
-            ProductEventBody::ProductRegistered { .. } => "stockroom.product.registered",
-            ProductEventBody::DetailsUpdated { .. } => "stockroom.product.details-updated",
-            ProductEventBody::ProductDiscontinued => "stockroom.product.discontinued",
-            ProductEventBody::StockReceived { .. } => "stockroom.product.stock-received",
-            ProductEventBody::StockAdjusted { .. } => "stockroom.product.stock-adjusted",
-            ProductEventBody::StockReserved { .. } => "stockroom.product.stock-reserved",
-            ProductEventBody::ReservationConfirmed { .. } => "stockroom.product.reservation-confirmed",
-            ProductEventBody::ReservationReleased { .. } => "stockroom.product.reservation-released",
-        }
+        self.into()
     }
 }

@@ -22,5 +22,5 @@ pub use state::{Money, Product, ProductDetails, ProductStatus, Reservation, Stoc
 crate::aggregate::aggregate! {
     Product { id: Sku, command: ProductCommand, event: ProductEvent, types: "stockroom.product.", collection: "products" }
     key: |sku| sku.as_str().into(), event_id: |event| &event.sku,
-    decide: decide, evolve: |state, event| evolve(state, event),
+    evolve: |state, event| evolve(state, event),
 }

@@ -16,16 +16,13 @@ pub struct Money {
 }
 
 /// What the catalog says about a product.
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProductDetails {
     pub name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub brand: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub category: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gtin: Option<Gtin>,
     pub price: Money,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -67,12 +64,11 @@ pub enum ProductStatus {
 }
 
 /// Units held for a customer until confirmed (shipped), released, or expired.
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reservation {
     pub quantity: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<Timestamp>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub order_id: Option<OrderId>,
 }
 
