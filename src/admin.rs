@@ -64,6 +64,7 @@ pub fn state_name(state: RebuildState) -> &'static str {
     }
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ViewReport {
     pub name: &'static str,
@@ -76,11 +77,9 @@ pub struct ViewReport {
     pub lag: u64,
     pub events_applied: u64,
     /// The latest rebuild on this node since it started (or the one it resumed).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub rebuild: Option<RebuildView>,
     /// Rebuild requests below this offset of the `replay` topic are answered by the
     /// view this node serves (for views that can be rebuilt on request).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub replay_answered: Option<u64>,
 }
 

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use stockroom_domain::CommandId;
-use stockroom_topics::{EventLog, LogError, Partition, StoredRecord, Topic};
+use stockroom_topics::{EventLog, LogError, LogResult, Partition, StoredRecord, Topic};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -65,7 +65,7 @@ impl CommandClient {
         node_id: &str,
         tracker: &TaskTracker,
         cancel: CancellationToken,
-    ) -> Result<CommandClient, LogError> {
+    ) -> LogResult<CommandClient> {
         let mut from = Vec::new();
         for p in 0..log.partitions(Topic::Results) {
             let p = Partition(p);

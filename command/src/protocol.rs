@@ -14,22 +14,20 @@ use stockroom_topics::{Envelope, Record, StoredRecord, envelope};
 pub const PROTOCOL_SCHEMA_VERSION: u32 = 1;
 
 /// A command on its way to the processor that owns its partition.
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommandRecord {
     pub id: CommandId,
     /// When the API node received the request: the time the domain decides with.
     pub at: Timestamp,
     /// `If-Match`: the version the client expects the product to be at.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected_version: Option<u64>,
     /// A digest of the request; the same idempotency key with another digest is a conflict.
     pub fingerprint: String,
     /// The API node waiting for the outcome, if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_to: Option<String>,
     pub target: Target,
     /// Who is told the outcome besides the client: the step of a saga that sent it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify: Option<Notify>,
 }
 
@@ -142,10 +140,10 @@ pub enum Outcome {
     },
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutcomeRecord {
     pub command_id: CommandId,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_to: Option<String>,
     pub outcome: Outcome,
 }

@@ -126,6 +126,7 @@ impl OrderBook {
 }
 
 /// `GET /orders/{id}`.
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct OrderView {
     pub order_id: String,
@@ -134,14 +135,13 @@ pub struct OrderView {
     pub state: &'static str,
     pub lines: Vec<OrderLineView>,
     /// Why the order was rejected: its first failing line.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub failure: Option<LineFailureView>,
     /// When its reservations lapse (ms since the epoch), if they do.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at_ms: Option<i64>,
     pub version: u64,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct OrderLineView {
     pub sku: String,
@@ -149,7 +149,6 @@ pub struct OrderLineView {
     /// `reserving`, `reserved`, `failed`, `releasing`, `released`, `confirming`,
     /// `confirmed` or `confirm_failed`
     pub status: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
 

@@ -3,6 +3,9 @@ use std::path::PathBuf;
 use crate::ids::{Offset, Partition};
 use crate::topic::Topic;
 
+/// What every operation on the log returns.
+pub type LogResult<T> = Result<T, LogError>;
+
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
     #[error("log storage: {0}")]

@@ -24,7 +24,7 @@ pub mod upcast;
 pub use backoff::Backoff;
 pub use embedded::EmbeddedLog;
 pub use envelope::Envelope;
-pub use error::LogError;
+pub use error::{LogError, LogResult};
 pub use fence::{Admission, FENCE_EVENT_TYPE, FenceTracker, Writer, fence_record};
 pub use ids::{MIN_POSITION_HEADER, Offset, POSITION_HEADER, Partition, Position, PositionParseError};
 pub use kafka::{GroupConfig, KafkaConfig, KafkaLog, MembershipEvent, TopicSettings};

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::embedded::{self, EmbeddedLog};
-use crate::error::LogError;
+use crate::error::LogResult;
 use crate::ids::{Offset, Partition};
 use crate::kafka::{self, GroupConfig, KafkaLog, Membership, MembershipEvent};
 use crate::partitioner::partition_for_key;
@@ -61,12 +61,7 @@ impl EventLog {
 
     /// Appends `records` to one partition, in order, and returns their offsets — only
     /// once they are durable. Concurrent appends share flushes (group commit).
-    pub async fn append(
-        &self,
-        topic: Topic,
-        partition: Partition,
-        records: Vec<Record>,
-    ) -> Result<Vec<Offset>, LogError> {
+    pub async fn append(&self, topic: Topic, partition: Partition, records: Vec<Record>) -> LogResult<Vec<Offset>> {
         match self {
             EventLog::Embedded(l) => l.append(topic, partition, records).await,
             EventLog::Kafka(l) => l.append(topic, partition, records).await,
@@ -74,7 +69,7 @@ impl EventLog {
     }
 
     /// The next offset to be written that readers can see (the durable high-watermark).
-    pub async fn end_offset(&self, topic: Topic, partition: Partition) -> Result<Offset, LogError> {
+    pub async fn end_offset(&self, topic: Topic, partition: Partition) -> LogResult<Offset> {
         match self {
             EventLog::Embedded(l) => l.end_offset(topic, partition),
             EventLog::Kafka(l) => l.end_offset(topic, partition).await,
@@ -82,7 +77,7 @@ impl EventLog {
     }
 
     /// The earliest offset still held.
-    pub async fn start_offset(&self, topic: Topic, partition: Partition) -> Result<Offset, LogError> {
+    pub async fn start_offset(&self, topic: Topic, partition: Partition) -> LogResult<Offset> {
         match self {
             EventLog::Embedded(l) => l.start_offset(topic, partition),
             EventLog::Kafka(l) => l.start_offset(topic, partition).await,
@@ -90,7 +85,7 @@ impl EventLog {
     }
 
     /// A reader of the given partitions from the given next offsets.
-    pub fn reader(&self, topic: Topic, from: &[(Partition, Offset)]) -> Result<LogReader, LogError> {
+    pub fn reader(&self, topic: Topic, from: &[(Partition, Offset)]) -> LogResult<LogReader> {
         match self {
             EventLog::Embedded(l) => Ok(LogReader::Embedded(l.reader(topic, from)?)),
             EventLog::Kafka(l) => Ok(LogReader::Kafka(l.reader(topic, from)?)),
@@ -100,7 +95,7 @@ impl EventLog {
     /// This node's share of the `commands` partitions, as it changes. Embedded: all
     /// of them, for good (one process). Kafka: as the consumer group `group` assigns
     /// them among the live command nodes.
-    pub fn membership(&self, group: &GroupConfig) -> Result<PartitionMembership, LogError> {
+    pub fn membership(&self, group: &GroupConfig) -> LogResult<PartitionMembership> {
         match self {
             EventLog::Embedded(l) => {
                 Ok(PartitionMembership::Fixed(Some((0..l.layout().partitions).map(Partition).collect())))
@@ -110,7 +105,7 @@ impl EventLog {
     }
 
     /// Graceful shutdown: finish pending appends and flush.
-    pub async fn close(&self) -> Result<(), LogError> {
+    pub async fn close(&self) -> LogResult<()> {
         match self {
             EventLog::Embedded(l) => l.close().await,
             EventLog::Kafka(l) => l.close().await,
@@ -127,14 +122,14 @@ impl LogReader {
     /// Up to `max` records if any are available (each partition in offset order,
     /// fair across partitions); otherwise waits up to `wait` for some. May return
     /// empty. Never returns records that are not durable.
-    pub async fn poll(&mut self, max: usize, wait: Duration) -> Result<Vec<StoredRecord>, LogError> {
+    pub async fn poll(&mut self, max: usize, wait: Duration) -> LogResult<Vec<StoredRecord>> {
         match self {
             LogReader::Embedded(r) => r.poll(max, wait).await,
             LogReader::Kafka(r) => r.poll(max, wait).await,
         }
     }
 
-    pub fn seek(&mut self, partition: Partition, offset: Offset) -> Result<(), LogError> {
+    pub fn seek(&mut self, partition: Partition, offset: Offset) -> LogResult<()> {
         match self {
             LogReader::Embedded(r) => {
                 r.seek(partition, offset);
@@ -145,14 +140,14 @@ impl LogReader {
     }
 
     /// Stops fetching ahead while the reader is idle (Kafka); `resume` before polling.
-    pub fn pause(&mut self) -> Result<(), LogError> {
+    pub fn pause(&mut self) -> LogResult<()> {
         match self {
             LogReader::Embedded(_) => Ok(()),
             LogReader::Kafka(r) => r.pause(),
         }
     }
 
-    pub fn resume(&mut self) -> Result<(), LogError> {
+    pub fn resume(&mut self) -> LogResult<()> {
         match self {
             LogReader::Embedded(_) => Ok(()),
             LogReader::Kafka(r) => r.resume(),

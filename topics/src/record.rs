@@ -63,11 +63,11 @@ pub struct StoredRecord {
 /// recorded old-version events the upcaster is tested with). Header values and the
 /// payload are text; bytes that are not UTF-8 are replaced (a dump is for reading,
 /// and the log's own records are UTF-8).
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DumpedRecord {
     pub partition: u32,
     pub offset: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
     pub timestamp_ms: i64,
     pub headers: Vec<(String, String)>,

@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 use tracing::{error, trace};
 
 use super::{DurablePartition, Stats, TopicSignal, codec, offset_key};
-use crate::error::LogError;
+use crate::error::{LogError, LogResult};
 use crate::ids::{Offset, Partition};
 use crate::record::Record;
 use crate::topic::Topic;
@@ -19,7 +19,7 @@ pub(crate) struct AppendRequest {
     pub topic: Topic,
     pub partition: Partition,
     pub records: Vec<Record>,
-    pub reply: oneshot::Sender<Result<Vec<Offset>, LogError>>,
+    pub reply: oneshot::Sender<LogResult<Vec<Offset>>>,
 }
 
 pub(crate) struct Appender {
@@ -33,14 +33,14 @@ impl Appender {
         partitions: HashMap<(Topic, Partition), Arc<DurablePartition>>,
         signals: HashMap<Topic, Arc<TopicSignal>>,
         stats: Arc<Stats>,
-    ) -> Result<Appender, LogError> {
+    ) -> LogResult<Appender> {
         let (tx, rx) = mpsc::channel();
         let mut worker = Worker { db, partitions, signals, stats, next: HashMap::new() };
         let thread = std::thread::Builder::new().name("log-appender".into()).spawn(move || worker.run(rx))?;
         Ok(Appender { tx: Mutex::new(Some(tx)), thread: Mutex::new(Some(thread)) })
     }
 
-    pub fn send(&self, request: AppendRequest) -> Result<(), LogError> {
+    pub fn send(&self, request: AppendRequest) -> LogResult<()> {
         let guard = self.tx.lock().unwrap_or_else(|e| e.into_inner());
         let tx = guard.as_ref().ok_or(LogError::Closed)?;
         tx.send(request).map_err(|_| LogError::Closed)
@@ -67,7 +67,7 @@ struct Worker {
     next: HashMap<(Topic, Partition), u64>,
 }
 
-type Reply = (oneshot::Sender<Result<Vec<Offset>, LogError>>, Result<Vec<Offset>, LogError>);
+type Reply = (oneshot::Sender<LogResult<Vec<Offset>>>, LogResult<Vec<Offset>>);
 
 impl Worker {
     fn run(&mut self, rx: mpsc::Receiver<AppendRequest>) {
@@ -123,7 +123,7 @@ impl Worker {
     }
 
     /// Writes one request's records with one atomic batch; returns their offsets.
-    fn write(&mut self, topic: Topic, partition: Partition, records: &[Record]) -> Result<Vec<Offset>, LogError> {
+    fn write(&mut self, topic: Topic, partition: Partition, records: &[Record]) -> LogResult<Vec<Offset>> {
         let p = self.partitions.get(&(topic, partition)).ok_or(LogError::UnknownPartition { topic, partition })?;
         let next = *self.next.entry((topic, partition)).or_insert_with(|| p.end.load(Ordering::Acquire));
         let mut batch = sled::Batch::default();

@@ -49,7 +49,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::{oneshot, watch};
 
-use crate::error::LogError;
+use crate::error::{LogError, LogResult};
 use crate::ids::{Offset, Partition};
 use crate::record::Record;
 use crate::topic::{Topic, TopicLayout, TopicNames};
@@ -112,7 +112,7 @@ impl EmbeddedLog {
     /// Opens (or creates) the log in `dir`. `partitions: None` uses the stored count
     /// (or [`DEFAULT_PARTITIONS`] for a new log); another count than the stored one is
     /// refused, since a log cannot be repartitioned.
-    pub fn open(dir: &Path, names: TopicNames, partitions: Option<u32>) -> Result<EmbeddedLog, LogError> {
+    pub fn open(dir: &Path, names: TopicNames, partitions: Option<u32>) -> LogResult<EmbeddedLog> {
         std::fs::create_dir_all(dir)?;
         // Flushes are ours (group commit); sled's timer would only add fsyncs.
         let db = sled::Config::new().path(dir).flush_every_ms(None).open()?;
@@ -187,16 +187,11 @@ impl EmbeddedLog {
         &self.stats
     }
 
-    fn partition(&self, topic: Topic, partition: Partition) -> Result<&PartitionStore, LogError> {
+    fn partition(&self, topic: Topic, partition: Partition) -> LogResult<&PartitionStore> {
         self.partitions.get(&(topic, partition)).ok_or(LogError::UnknownPartition { topic, partition })
     }
 
-    pub async fn append(
-        &self,
-        topic: Topic,
-        partition: Partition,
-        records: Vec<Record>,
-    ) -> Result<Vec<Offset>, LogError> {
+    pub async fn append(&self, topic: Topic, partition: Partition, records: Vec<Record>) -> LogResult<Vec<Offset>> {
         if records.is_empty() {
             self.partition(topic, partition)?;
             return Ok(Vec::new());
@@ -215,21 +210,21 @@ impl EmbeddedLog {
         }
     }
 
-    pub fn end_offset(&self, topic: Topic, partition: Partition) -> Result<Offset, LogError> {
+    pub fn end_offset(&self, topic: Topic, partition: Partition) -> LogResult<Offset> {
         Ok(match self.partition(topic, partition)? {
             PartitionStore::Durable(d) => Offset(d.end.load(Ordering::Acquire)),
             PartitionStore::Memory(m) => m.end(),
         })
     }
 
-    pub fn start_offset(&self, topic: Topic, partition: Partition) -> Result<Offset, LogError> {
+    pub fn start_offset(&self, topic: Topic, partition: Partition) -> LogResult<Offset> {
         Ok(match self.partition(topic, partition)? {
             PartitionStore::Durable(_) => Offset(0),
             PartitionStore::Memory(m) => m.start(),
         })
     }
 
-    pub fn reader(&self, topic: Topic, from: &[(Partition, Offset)]) -> Result<Reader, LogError> {
+    pub fn reader(&self, topic: Topic, from: &[(Partition, Offset)]) -> LogResult<Reader> {
         let mut assigned = Vec::with_capacity(from.len());
         for (p, o) in from {
             let store = match self.partition(topic, *p)? {
@@ -242,7 +237,7 @@ impl EmbeddedLog {
     }
 
     /// Stops the appender after the requests already sent, and flushes.
-    pub async fn close(&self) -> Result<(), LogError> {
+    pub async fn close(&self) -> LogResult<()> {
         self.appender.stop().await;
         self.db.flush_async().await?;
         Ok(())

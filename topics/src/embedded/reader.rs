@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::{PartitionStore, codec, key_offset, offset_key};
-use crate::error::LogError;
+use crate::error::{LogError, LogResult};
 use crate::ids::{Offset, Partition};
 use crate::record::StoredRecord;
 use crate::topic::Topic;
@@ -29,7 +29,7 @@ impl Reader {
         Reader { topic, assigned, signal, turn: 0 }
     }
 
-    pub async fn poll(&mut self, max: usize, wait: Duration) -> Result<Vec<StoredRecord>, LogError> {
+    pub async fn poll(&mut self, max: usize, wait: Duration) -> LogResult<Vec<StoredRecord>> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             // Mark the current generation seen before reading, so an append that
@@ -47,7 +47,7 @@ impl Reader {
         }
     }
 
-    fn read_available(&mut self, max: usize) -> Result<Vec<StoredRecord>, LogError> {
+    fn read_available(&mut self, max: usize) -> LogResult<Vec<StoredRecord>> {
         let n = self.assigned.len();
         if n == 0 {
             return Ok(Vec::new());
@@ -70,7 +70,7 @@ impl Reader {
         Ok(out)
     }
 
-    fn read_partition(&mut self, idx: usize, cap: usize, out: &mut Vec<StoredRecord>) -> Result<(), LogError> {
+    fn read_partition(&mut self, idx: usize, cap: usize, out: &mut Vec<StoredRecord>) -> LogResult<()> {
         let topic = self.topic;
         let (partition, next, store) = &mut self.assigned[idx];
         let partition = *partition;

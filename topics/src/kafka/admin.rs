@@ -8,7 +8,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::types::RDKafkaErrorCode;
 
 use super::{KafkaConfig, kafka, layout_of, partition_counts};
-use crate::error::LogError;
+use crate::error::{LogError, LogResult};
 use crate::topic::{Topic, TopicLayout};
 
 #[derive(Clone, Debug)]
@@ -42,7 +42,7 @@ fn configs(topic: Topic) -> &'static [(&'static str, &'static str)] {
 }
 
 /// Whether every partition of every Stockroom topic has a leader.
-fn all_led(consumer: &BaseConsumer, names: &crate::topic::TopicNames) -> Result<bool, LogError> {
+fn all_led(consumer: &BaseConsumer, names: &crate::topic::TopicNames) -> LogResult<bool> {
     let metadata = consumer.fetch_metadata(None, Duration::from_secs(10)).map_err(kafka)?;
     let ours: Vec<String> = Topic::ALL.iter().map(|&t| names.name(t)).collect();
     Ok(metadata
@@ -54,10 +54,7 @@ fn all_led(consumer: &BaseConsumer, names: &crate::topic::TopicNames) -> Result<
 
 /// Creates every missing topic; checks the existing ones are co-partitioned.
 /// Returns the layout, and the names of the topics it created.
-pub async fn create_topics(
-    config: &KafkaConfig,
-    settings: &TopicSettings,
-) -> Result<(TopicLayout, Vec<String>), LogError> {
+pub async fn create_topics(config: &KafkaConfig, settings: &TopicSettings) -> LogResult<(TopicLayout, Vec<String>)> {
     if settings.partitions == 0 {
         return Err(LogError::Other("--partitions must be at least 1".into()));
     }

@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::{KafkaConfig, kafka};
-use crate::error::LogError;
+use crate::error::LogResult;
 use crate::ids::Partition;
 
 /// A change of this node's share of the partitions.
@@ -100,7 +100,7 @@ pub struct Membership {
 }
 
 impl Membership {
-    pub(super) fn join(config: &KafkaConfig, group: &GroupConfig, topic: &str) -> Result<Membership, LogError> {
+    pub(super) fn join(config: &KafkaConfig, group: &GroupConfig, topic: &str) -> LogResult<Membership> {
         let (tx, events) = mpsc::unbounded_channel();
         let mut c = config.client("group");
         c.set("group.id", &group.group);

@@ -36,7 +36,7 @@ use rdkafka::util::Timeout;
 use tracing::info;
 
 use crate::backoff::Backoff;
-use crate::error::LogError;
+use crate::error::{LogError, LogResult};
 use crate::ids::{Offset, Partition};
 use crate::record::Record;
 use crate::topic::{Topic, TopicLayout, TopicNames};
@@ -60,7 +60,7 @@ impl KafkaConfig {
     }
 
     /// Reads `key=value` lines (librdkafka properties; `#` comments) from `path`.
-    pub fn with_properties_file(mut self, path: &Path) -> Result<KafkaConfig, LogError> {
+    pub fn with_properties_file(mut self, path: &Path) -> LogResult<KafkaConfig> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| LogError::Other(format!("cannot read Kafka properties {}: {e}", path.display())))?;
         for (n, line) in text.lines().enumerate() {
@@ -139,7 +139,7 @@ const LEADERLESS_RETRY: Duration = Duration::from_millis(100);
 impl KafkaLog {
     /// Connects and checks the topics: all must exist, and `commands`, `events`,
     /// `results` and `dlq` must have the same partition count.
-    pub async fn connect(config: KafkaConfig) -> Result<KafkaLog, LogError> {
+    pub async fn connect(config: KafkaConfig) -> LogResult<KafkaLog> {
         let mut p = config.client("producer");
         // Idempotent producer: retries cannot duplicate or reorder records of a partition.
         p.set("enable.idempotence", "true");
@@ -177,12 +177,7 @@ impl KafkaLog {
         &self.config
     }
 
-    pub async fn append(
-        &self,
-        topic: Topic,
-        partition: Partition,
-        records: Vec<Record>,
-    ) -> Result<Vec<Offset>, LogError> {
+    pub async fn append(&self, topic: Topic, partition: Partition, records: Vec<Record>) -> LogResult<Vec<Offset>> {
         let name = self.config.names.name(topic);
         let mut pending = Vec::with_capacity(records.len());
         for record in &records {
@@ -214,17 +209,17 @@ impl KafkaLog {
     }
 
     /// The high watermark: the next offset, below which everything is readable.
-    pub async fn end_offset(&self, topic: Topic, partition: Partition) -> Result<Offset, LogError> {
+    pub async fn end_offset(&self, topic: Topic, partition: Partition) -> LogResult<Offset> {
         Ok(self.watermarks(topic, partition).await?.1)
     }
 
-    pub async fn start_offset(&self, topic: Topic, partition: Partition) -> Result<Offset, LogError> {
+    pub async fn start_offset(&self, topic: Topic, partition: Partition) -> LogResult<Offset> {
         Ok(self.watermarks(topic, partition).await?.0)
     }
 
     /// Retries while the partition has no leader (just created, or its leader is
     /// moving), up to [`ADMIN_TIMEOUT`].
-    async fn watermarks(&self, topic: Topic, partition: Partition) -> Result<(Offset, Offset), LogError> {
+    async fn watermarks(&self, topic: Topic, partition: Partition) -> LogResult<(Offset, Offset)> {
         let deadline = std::time::Instant::now() + ADMIN_TIMEOUT;
         let mut leaderless_retry = Backoff::constant(LEADERLESS_RETRY);
         loop {
@@ -244,17 +239,17 @@ impl KafkaLog {
         }
     }
 
-    pub fn reader(&self, topic: Topic, from: &[(Partition, Offset)]) -> Result<Reader, LogError> {
+    pub fn reader(&self, topic: Topic, from: &[(Partition, Offset)]) -> LogResult<Reader> {
         Reader::new(&self.config, &self.config.names.name(topic), from)
     }
 
     /// Joins the consumer group of `group` over `commands`, to share its partitions.
-    pub fn membership(&self, group: &GroupConfig) -> Result<Membership, LogError> {
+    pub fn membership(&self, group: &GroupConfig) -> LogResult<Membership> {
         Membership::join(&self.config, group, &self.config.names.name(Topic::Commands))
     }
 
     /// Waits (bounded) until every enqueued record is acknowledged.
-    pub async fn close(&self) -> Result<(), LogError> {
+    pub async fn close(&self) -> LogResult<()> {
         let producer = self.producer.clone();
         tokio::task::spawn_blocking(move || producer.flush(Timeout::After(Duration::from_secs(10))))
             .await
@@ -297,7 +292,7 @@ pub(crate) fn kafka(e: rdkafka::error::KafkaError) -> LogError {
 }
 
 /// Partition count of each Stockroom topic that exists.
-fn partition_counts(consumer: &BaseConsumer, names: &TopicNames) -> Result<Vec<(Topic, Option<u32>)>, LogError> {
+fn partition_counts(consumer: &BaseConsumer, names: &TopicNames) -> LogResult<Vec<(Topic, Option<u32>)>> {
     let metadata = consumer.fetch_metadata(None, ADMIN_TIMEOUT).map_err(kafka)?;
     Ok(Topic::ALL
         .iter()
@@ -314,7 +309,7 @@ fn partition_counts(consumer: &BaseConsumer, names: &TopicNames) -> Result<Vec<(
         .collect())
 }
 
-fn layout_of(names: &TopicNames, counts: &[(Topic, Option<u32>)]) -> Result<TopicLayout, LogError> {
+fn layout_of(names: &TopicNames, counts: &[(Topic, Option<u32>)]) -> LogResult<TopicLayout> {
     let missing: Vec<String> = counts.iter().filter(|(_, c)| c.is_none()).map(|(t, _)| names.name(*t)).collect();
     if !missing.is_empty() {
         return Err(LogError::Other(format!(

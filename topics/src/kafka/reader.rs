@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use super::{KafkaConfig, kafka};
-use crate::error::LogError;
+use crate::error::LogResult;
 use crate::ids::{Offset, Partition};
 use crate::record::{Headers, Record, StoredRecord};
 
@@ -28,7 +28,7 @@ pub struct Reader {
 }
 
 impl Reader {
-    pub(super) fn new(config: &KafkaConfig, topic: &str, from: &[(Partition, Offset)]) -> Result<Reader, LogError> {
+    pub(super) fn new(config: &KafkaConfig, topic: &str, from: &[(Partition, Offset)]) -> LogResult<Reader> {
         let consumer: StreamConsumer = config.assigned_consumer("reader").create().map_err(kafka)?;
         let mut reader = Reader {
             consumer,
@@ -41,7 +41,7 @@ impl Reader {
         Ok(reader)
     }
 
-    fn assign(&mut self) -> Result<(), LogError> {
+    fn assign(&mut self) -> LogResult<()> {
         self.paused = false;
         self.reassign = false;
         let mut tpl = TopicPartitionList::new();
@@ -51,7 +51,7 @@ impl Reader {
         self.consumer.assign(&tpl).map_err(kafka)
     }
 
-    pub async fn poll(&mut self, max: usize, wait: Duration) -> Result<Vec<StoredRecord>, LogError> {
+    pub async fn poll(&mut self, max: usize, wait: Duration) -> LogResult<Vec<StoredRecord>> {
         if self.reassign {
             self.assign()?;
         }
@@ -103,7 +103,7 @@ impl Reader {
 
     /// Reads `partition` from `offset` next. While paused, the new assignment waits
     /// for [`Reader::resume`] (a paused reader that is moved on costs nothing).
-    pub fn seek(&mut self, partition: Partition, offset: Offset) -> Result<(), LogError> {
+    pub fn seek(&mut self, partition: Partition, offset: Offset) -> LogResult<()> {
         self.next.insert(partition, offset);
         if self.paused {
             self.reassign = true;
@@ -116,7 +116,7 @@ impl Reader {
     /// Stops fetching until [`Reader::resume`]: an idle reader then costs the broker
     /// nothing (on brokers that answer fetches only at their max wait, idle readers
     /// are most of the load).
-    pub fn pause(&mut self) -> Result<(), LogError> {
+    pub fn pause(&mut self) -> LogResult<()> {
         if !self.paused {
             self.consumer.pause(&self.partitions()?).map_err(kafka)?;
             self.paused = true;
@@ -124,7 +124,7 @@ impl Reader {
         Ok(())
     }
 
-    pub fn resume(&mut self) -> Result<(), LogError> {
+    pub fn resume(&mut self) -> LogResult<()> {
         if self.reassign {
             return self.assign();
         }
@@ -135,7 +135,7 @@ impl Reader {
         Ok(())
     }
 
-    fn partitions(&self) -> Result<TopicPartitionList, LogError> {
+    fn partitions(&self) -> LogResult<TopicPartitionList> {
         let mut tpl = TopicPartitionList::new();
         for p in self.next.keys() {
             tpl.add_partition(&self.topic, p.0 as i32);
