@@ -35,18 +35,35 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     // serde_json guards recursion depth itself (128 levels): deeply nested input is
     // an error, not a stack overflow.
-    let value = T::deserialize(&mut de).and_then(|v| de.end().map(|()| v));
-    value.map_err(|e| {
+    // The path of a value of the wrong shape (`lines[2].quantity`) is its `field`.
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| (e.path().to_string(), e.into_inner()));
+    let value = value.and_then(|v| de.end().map(|()| v).map_err(|e| (String::new(), e)));
+    value.map_err(|(path, e)| {
         use serde_json::error::Category;
         match e.classify() {
             Category::Data => {
-                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "validation", e.to_string()).with("line", e.line())
+                let field = offending_field(&path, &e.to_string());
+                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "validation", e.to_string())
+                    .with("field", field)
+                    .with("line", e.line())
             }
             Category::Syntax | Category::Eof | Category::Io => {
                 Problem::new(StatusCode::BAD_REQUEST, "malformed-json", format!("the body is not valid JSON: {e}"))
             }
         }
     })
+}
+
+/// The field a shape error is about: the path of the value, or for a missing member
+/// (whose path is the object that lacks it) that member, which serde names in
+/// backticks.
+fn offending_field(path: &str, message: &str) -> String {
+    let missing = message.strip_prefix("missing field `").and_then(|rest| rest.split('`').next());
+    match (path, missing) {
+        (".", Some(name)) => name.to_owned(),
+        (path, Some(name)) => format!("{path}.{name}"),
+        (path, None) => path.to_owned(),
+    }
 }
 
 fn check_content_type(headers: &HeaderMap) -> Result<(), Problem> {
@@ -176,5 +193,31 @@ mod tests {
             "POST /products/{sku}/reservations/{id}/confirm"
         );
         assert_eq!(route_of(router, "POST", "/orders").await, "POST /orders");
+    }
+
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Line {
+        sku: String,
+        quantity: u64,
+    }
+
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Order {
+        lines: Vec<Line>,
+    }
+
+    #[test]
+    fn a_body_of_the_wrong_shape_names_its_field() {
+        let field = |json: &str| parse_json::<Order>(json.as_bytes()).unwrap_err().field().map(str::to_owned);
+        let wrong_type = r#"{"lines": [{"sku": "a", "quantity": 1}, {"sku": "b", "quantity": -1}]}"#;
+        assert_eq!(field(wrong_type).as_deref(), Some("lines[1].quantity"));
+        assert_eq!(field(r#"{"lines": [{"sku": "a"}]}"#).as_deref(), Some("lines[0].quantity"));
+        assert_eq!(field(r#"{"lines": [], "extra": 1}"#).as_deref(), Some("extra"));
+        assert_eq!(field("{}").as_deref(), Some("lines"));
+        assert_eq!(field("{").as_deref(), None, "a syntax error is about the body, not a field");
     }
 }

@@ -6,6 +6,7 @@ mod extract;
 mod orders;
 mod products;
 mod send;
+mod write;
 
 pub use extract::{JsonBody, MAX_BODY_BYTES, WriteRequest, parse_json};
 pub use send::CommandApi;
@@ -39,17 +40,15 @@ pub fn router(api: CommandApi) -> Router {
 }
 
 /// `GET /commands/{id}`: a command's outcome, as remembered by this node.
+#[serde_with::skip_serializing_none]
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct CommandStatus {
     pub command_id: String,
     /// `accepted`, `rejected`, `conflict`, `failed` or `unavailable`
     pub status: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub position: Option<String>,
     /// Why it was not accepted, as the write itself would have answered.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub problem: Option<Problem>,
 }
 
@@ -99,6 +98,48 @@ async fn command_status(State(api): State<CommandApi>, Path(id): Path<String>) -
     tags((name = "products", description = "register, update and discontinue products"),
         (name = "stock", description = "receipts, adjustments and reservations"),
         (name = "orders", description = "orders over several products: every line reserved or none (a saga)"),
-        (name = "commands", description = "outcomes of writes answered 202"))
+        (name = "commands", description = "outcomes of writes answered 202")),
+    modifiers(&EveryWrite)
 )]
 pub struct CommandApiDoc;
+
+/// Documents what every write shares once, rather than on each handler: the
+/// `Idempotency-Key` and `X-Request-Id` headers, `If-Match` on a product that
+/// exists, and the 202 of an outcome that takes longer than the write timeout.
+struct EveryWrite;
+
+impl utoipa::Modify for EveryWrite {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+        use utoipa::openapi::{ContentBuilder, ObjectBuilder, Ref, Required, ResponseBuilder, Type};
+
+        let header = |name: &str, description: &str| {
+            ParameterBuilder::new()
+                .name(name)
+                .parameter_in(ParameterIn::Header)
+                .required(Required::False)
+                .description(Some(description))
+                .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+                .build()
+        };
+        let pending = ResponseBuilder::new()
+            .description("outcome not known yet; see Location")
+            .content(
+                "application/json",
+                ContentBuilder::new().schema(Some(Ref::from_schema_name("PendingCommand"))).build(),
+            )
+            .build();
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let on_product = path.starts_with("/products/{sku}");
+            for op in [&mut item.post, &mut item.patch, &mut item.delete].into_iter().flatten() {
+                let params = op.parameters.get_or_insert_with(Vec::new);
+                params.push(header("Idempotency-Key", "retries with the same key get the original answer"));
+                params.push(header("X-Request-Id", "the command's correlation id in logs (up to 128 characters)"));
+                if on_product {
+                    params.push(header("If-Match", "the product version the write expects, e.g. \"3\""));
+                }
+                op.responses.responses.entry("202".to_owned()).or_insert_with(|| pending.clone().into());
+            }
+        }
+    }
+}

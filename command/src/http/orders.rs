@@ -5,16 +5,16 @@
 //! shipped or been released. `GET /orders/{id}` is a read, served by the orders view
 //! of the query side.
 
-use axum::extract::{Path, State};
 use axum::response::Response;
 use serde::Deserialize;
 use stockroom_domain::order::{MAX_LINES, OrderCommand, OrderLine};
 use stockroom_domain::{OrderId, Quantity, Sku, ValidationError};
 use stockroom_http::Problem;
 
-use super::extract::{JsonBody, WriteRequest};
+use super::extract::JsonBody;
 use super::products::expiry;
-use super::send::{CommandApi, Success};
+use super::send::Success;
+use super::write::{NewWrite, OrderWrite};
 use crate::protocol::Target;
 
 /// `POST /orders`
@@ -38,18 +38,9 @@ pub struct OrderLineBody {
 }
 
 #[utoipa::path(post, path = "/orders", tag = "orders", request_body = OrderBody,
-    params(("Idempotency-Key" = Option<String>, Header, description = "retries with the same key get the original answer")),
-    responses(
-        (status = 201, description = "every line is reserved; body has `state: reserved`", body = super::send::Accepted),
-        (status = 202, description = "outcome not known yet; see Location", body = super::send::PendingCommand),
-        (status = 409, description = "order-rejected (with `line`, `sku` and `reason`; nothing stays reserved) or order-exists", body = Problem),
-        (status = 422, description = "validation", body = Problem),
-    ))]
-pub async fn place(
-    State(api): State<CommandApi>,
-    request: WriteRequest,
-    JsonBody(body): JsonBody<OrderBody>,
-) -> Result<Response, Problem> {
+    responses((status = 201, description = "every line is reserved; body has `state: reserved`", body = super::send::Accepted),
+        (status = 409, description = "order-rejected (with `line`, `sku` and `reason`; nothing stays reserved) or order-exists", body = Problem)))]
+pub async fn place(write: NewWrite, JsonBody(body): JsonBody<OrderBody>) -> Result<Response, Problem> {
     let order_id = OrderId::parse(body.order_id)?;
     if body.lines.is_empty() || body.lines.len() > MAX_LINES {
         return Err(Problem::validation("lines", &format!("must have 1 to {MAX_LINES} lines")));
@@ -66,40 +57,17 @@ pub async fn place(
     let command = OrderCommand::Place { lines, expires_at: expiry(body.expires_in_secs)? };
     let success =
         Success::created(format!("/orders/{order_id}")).with("order_id", order_id.as_str()).with("state", "reserved");
-    api.send(Target::Order { order_id, command }, request, None, success).await
+    write.send(Target::Order { order_id, command }, success).await
 }
 
 #[utoipa::path(post, path = "/orders/{id}/confirm", tag = "orders", params(("id" = String, Path)),
-    responses((status = 200, description = "every line shipped; body has `state: confirmed`", body = super::send::Accepted),
-        (status = 404, body = Problem), (status = 409, description = "order-state: not reserved", body = Problem)))]
-pub async fn confirm(
-    State(api): State<CommandApi>,
-    Path(id): Path<String>,
-    request: WriteRequest,
-) -> Result<Response, Problem> {
-    step(api, id, request, OrderCommand::Confirm, "confirmed").await
+    responses((status = 200, description = "every line shipped; body has `state: confirmed`", body = super::send::Accepted), (status = 409, description = "order-state: not reserved", body = Problem)))]
+pub async fn confirm(write: OrderWrite) -> Result<Response, Problem> {
+    write.send(OrderCommand::Confirm, "confirmed").await
 }
 
 #[utoipa::path(post, path = "/orders/{id}/cancel", tag = "orders", params(("id" = String, Path)),
-    responses((status = 200, description = "every line released; body has `state: cancelled`", body = super::send::Accepted),
-        (status = 404, body = Problem), (status = 409, description = "order-state: not reserved", body = Problem)))]
-pub async fn cancel(
-    State(api): State<CommandApi>,
-    Path(id): Path<String>,
-    request: WriteRequest,
-) -> Result<Response, Problem> {
-    step(api, id, request, OrderCommand::Cancel, "cancelled").await
-}
-
-/// Confirms or cancels an order; `state` is the order's state once it is done.
-async fn step(
-    api: CommandApi,
-    id: String,
-    request: WriteRequest,
-    command: OrderCommand,
-    state: &str,
-) -> Result<Response, Problem> {
-    let order_id = OrderId::parse(id)?;
-    let success = Success::ok().with("order_id", order_id.as_str()).with("state", state);
-    api.send(Target::Order { order_id, command }, request, None, success).await
+    responses((status = 200, description = "every line released; body has `state: cancelled`", body = super::send::Accepted), (status = 409, description = "order-state: not reserved", body = Problem)))]
+pub async fn cancel(write: OrderWrite) -> Result<Response, Problem> {
+    write.send(OrderCommand::Cancel, "cancelled").await
 }

@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, State};
 use axum::response::Response;
 use serde::Deserialize;
 use stockroom_domain::product::{DetailsPatch, Money, NewProduct, Patch, ProductCommand, ProductDetails};
@@ -11,8 +10,9 @@ use stockroom_topics::time;
 
 use stockroom_http::Problem;
 
-use super::extract::{IfMatch, JsonBody, WriteRequest};
-use super::send::{CommandApi, Success};
+use super::extract::JsonBody;
+use super::send::Success;
+use super::write::{NewWrite, ProductWrite};
 use crate::protocol::Target;
 
 /// `POST /products`
@@ -37,18 +37,9 @@ pub struct RegisterBody {
 }
 
 #[utoipa::path(post, path = "/products", tag = "products", request_body = RegisterBody,
-    params(("Idempotency-Key" = Option<String>, Header, description = "retries with the same key get the original answer")),
-    responses(
-        (status = 201, description = "registered", body = super::send::Accepted),
-        (status = 202, description = "outcome not known yet; see Location", body = super::send::PendingCommand),
-        (status = 409, description = "sku-taken or gtin-taken", body = Problem),
-        (status = 422, description = "validation", body = Problem),
-    ))]
-pub async fn register(
-    State(api): State<CommandApi>,
-    request: WriteRequest,
-    JsonBody(body): JsonBody<RegisterBody>,
-) -> Result<Response, Problem> {
+    responses((status = 201, description = "registered", body = super::send::Accepted),
+        (status = 409, description = "sku-taken or gtin-taken", body = Problem)))]
+pub async fn register(write: NewWrite, JsonBody(body): JsonBody<RegisterBody>) -> Result<Response, Problem> {
     let sku = Sku::parse(body.sku)?;
     let details = ProductDetails {
         name: body.name,
@@ -65,7 +56,7 @@ pub async fn register(
     details.validate()?;
     let new = NewProduct { details, initial_stock: body.initial_stock.unwrap_or(0) };
     let success = Success::created(format!("/products/{sku}")).with("sku", sku.as_str());
-    api.send(Target::Product { sku, command: ProductCommand::Register(new) }, request, None, success).await
+    write.send(Target::Product { sku, command: ProductCommand::Register(new) }, success).await
 }
 
 /// `PATCH /products/{sku}`: JSON merge patch of the detail fields.
@@ -91,19 +82,9 @@ pub struct PatchBody {
 }
 
 #[utoipa::path(patch, path = "/products/{sku}", tag = "products", request_body = PatchBody,
-    params(("sku" = String, Path), ("If-Match" = Option<String>, Header, description = "expected version, e.g. \"3\"")),
-    responses(
-        (status = 200, description = "updated", body = super::send::Accepted),
-        (status = 404, body = Problem), (status = 409, body = Problem), (status = 412, body = Problem), (status = 422, body = Problem),
-    ))]
-pub async fn update(
-    State(api): State<CommandApi>,
-    Path(sku): Path<String>,
-    request: WriteRequest,
-    IfMatch(expected): IfMatch,
-    JsonBody(body): JsonBody<PatchBody>,
-) -> Result<Response, Problem> {
-    let sku = Sku::parse(sku)?;
+    params(("sku" = String, Path)),
+    responses((status = 200, description = "updated", body = super::send::Accepted)))]
+pub async fn update(write: ProductWrite, JsonBody(body): JsonBody<PatchBody>) -> Result<Response, Problem> {
     let gtin = match body.gtin {
         Patch::Keep => Patch::Keep,
         Patch::Clear => Patch::Clear,
@@ -119,32 +100,14 @@ pub async fn update(
         currency: body.currency.map(Currency::parse).transpose()?,
         attributes: body.attributes,
     };
-    product_write(&api, sku, ProductCommand::UpdateDetails(patch), request, expected).await
-}
-
-/// Sends a write on one product that answers 200 with its `sku`.
-async fn product_write(
-    api: &CommandApi,
-    sku: Sku,
-    command: ProductCommand,
-    request: WriteRequest,
-    expected: Option<u64>,
-) -> Result<Response, Problem> {
-    let success = Success::ok().with("sku", sku.as_str());
-    api.send(Target::Product { sku, command }, request, expected, success).await
+    write.send(ProductCommand::UpdateDetails(patch)).await
 }
 
 #[utoipa::path(delete, path = "/products/{sku}", tag = "products",
-    params(("sku" = String, Path), ("If-Match" = Option<String>, Header)),
-    responses((status = 200, description = "discontinued; its history stays in the log", body = super::send::Accepted),
-        (status = 404, body = Problem), (status = 409, body = Problem), (status = 412, body = Problem)))]
-pub async fn discontinue(
-    State(api): State<CommandApi>,
-    Path(sku): Path<String>,
-    request: WriteRequest,
-    IfMatch(expected): IfMatch,
-) -> Result<Response, Problem> {
-    product_write(&api, Sku::parse(sku)?, ProductCommand::Discontinue, request, expected).await
+    params(("sku" = String, Path)),
+    responses((status = 200, description = "discontinued; its history stays in the log", body = super::send::Accepted)))]
+pub async fn discontinue(write: ProductWrite) -> Result<Response, Problem> {
+    write.send(ProductCommand::Discontinue).await
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -157,18 +120,10 @@ pub struct ReceiptBody {
 
 #[utoipa::path(post, path = "/products/{sku}/stock/receipts", tag = "stock", request_body = ReceiptBody,
     params(("sku" = String, Path)),
-    responses((status = 200, body = super::send::Accepted), (status = 404, body = Problem), (status = 422, body = Problem)))]
-pub async fn receive(
-    State(api): State<CommandApi>,
-    Path(sku): Path<String>,
-    request: WriteRequest,
-    IfMatch(expected): IfMatch,
-    JsonBody(body): JsonBody<ReceiptBody>,
-) -> Result<Response, Problem> {
-    let sku = Sku::parse(sku)?;
+    responses((status = 200, body = super::send::Accepted)))]
+pub async fn receive(write: ProductWrite, JsonBody(body): JsonBody<ReceiptBody>) -> Result<Response, Problem> {
     let quantity = Quantity::new(body.quantity)?;
-    let command = ProductCommand::ReceiveStock { quantity, reference: body.reference };
-    product_write(&api, sku, command, request, expected).await
+    write.send(ProductCommand::ReceiveStock { quantity, reference: body.reference }).await
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -181,17 +136,10 @@ pub struct AdjustmentBody {
 
 #[utoipa::path(post, path = "/products/{sku}/stock/adjustments", tag = "stock", request_body = AdjustmentBody,
     params(("sku" = String, Path)),
-    responses((status = 200, body = super::send::Accepted), (status = 404, body = Problem),
-        (status = 409, description = "insufficient-stock", body = Problem), (status = 422, body = Problem)))]
-pub async fn adjust(
-    State(api): State<CommandApi>,
-    Path(sku): Path<String>,
-    request: WriteRequest,
-    IfMatch(expected): IfMatch,
-    JsonBody(body): JsonBody<AdjustmentBody>,
-) -> Result<Response, Problem> {
-    let command = ProductCommand::AdjustStock { delta: body.delta, reason: body.reason };
-    product_write(&api, Sku::parse(sku)?, command, request, expected).await
+    responses((status = 200, body = super::send::Accepted),
+        (status = 409, description = "insufficient-stock", body = Problem)))]
+pub async fn adjust(write: ProductWrite, JsonBody(body): JsonBody<AdjustmentBody>) -> Result<Response, Problem> {
+    write.send(ProductCommand::AdjustStock { delta: body.delta, reason: body.reason }).await
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -206,24 +154,15 @@ pub struct ReservationBody {
 
 #[utoipa::path(post, path = "/products/{sku}/reservations", tag = "stock", request_body = ReservationBody,
     params(("sku" = String, Path)),
-    responses((status = 201, body = super::send::Accepted), (status = 404, body = Problem),
-        (status = 409, description = "insufficient-stock or reservation-exists", body = Problem), (status = 422, body = Problem)))]
-pub async fn reserve(
-    State(api): State<CommandApi>,
-    Path(sku): Path<String>,
-    request: WriteRequest,
-    IfMatch(expected): IfMatch,
-    JsonBody(body): JsonBody<ReservationBody>,
-) -> Result<Response, Problem> {
-    let sku = Sku::parse(sku)?;
+    responses((status = 201, body = super::send::Accepted),
+        (status = 409, description = "insufficient-stock or reservation-exists", body = Problem)))]
+pub async fn reserve(write: ProductWrite, JsonBody(body): JsonBody<ReservationBody>) -> Result<Response, Problem> {
     let reservation_id = ReservationId::parse(body.reservation_id)?;
     let quantity = Quantity::new(body.quantity)?;
     let expires_at = expiry(body.expires_in_secs)?;
-    let success = Success::created(format!("/products/{sku}/reservations/{reservation_id}"))
-        .with("sku", sku.as_str())
+    let success = Success::created(format!("/products/{}/reservations/{reservation_id}", write.sku()))
         .with("reservation_id", reservation_id.as_str());
-    let command = ProductCommand::Reserve { reservation_id, quantity, expires_at, order_id: None };
-    api.send(Target::Product { sku, command }, request, expected, success).await
+    write.answering(success, ProductCommand::Reserve { reservation_id, quantity, expires_at, order_id: None }).await
 }
 
 /// When reservations made now lapse, for a request's `expires_in_secs` (none: never).
@@ -237,44 +176,14 @@ pub(super) fn expiry(expires_in_secs: Option<u64>) -> Result<Option<Timestamp>, 
 
 #[utoipa::path(post, path = "/products/{sku}/reservations/{id}/confirm", tag = "stock",
     params(("sku" = String, Path), ("id" = String, Path)),
-    responses((status = 200, description = "shipped: on hand and reserved both drop", body = super::send::Accepted),
-        (status = 404, body = Problem), (status = 409, body = Problem)))]
-pub async fn confirm(
-    State(api): State<CommandApi>,
-    Path((sku, id)): Path<(String, String)>,
-    request: WriteRequest,
-    IfMatch(expected): IfMatch,
-) -> Result<Response, Problem> {
-    let sku = Sku::parse(sku)?;
-    let reservation_id = ReservationId::parse(id)?;
-    let command = ProductCommand::ConfirmReservation { reservation_id: reservation_id.clone() };
-    reservation_write(&api, sku, reservation_id, command, request, expected).await
+    responses((status = 200, description = "shipped: on hand and reserved both drop", body = super::send::Accepted)))]
+pub async fn confirm(write: ProductWrite) -> Result<Response, Problem> {
+    write.reservation(|reservation_id| ProductCommand::ConfirmReservation { reservation_id }).await
 }
 
 #[utoipa::path(post, path = "/products/{sku}/reservations/{id}/release", tag = "stock",
     params(("sku" = String, Path), ("id" = String, Path)),
-    responses((status = 200, body = super::send::Accepted), (status = 404, body = Problem), (status = 409, body = Problem)))]
-pub async fn release(
-    State(api): State<CommandApi>,
-    Path((sku, id)): Path<(String, String)>,
-    request: WriteRequest,
-    IfMatch(expected): IfMatch,
-) -> Result<Response, Problem> {
-    let sku = Sku::parse(sku)?;
-    let reservation_id = ReservationId::parse(id)?;
-    let command = ProductCommand::ReleaseReservation { reservation_id: reservation_id.clone() };
-    reservation_write(&api, sku, reservation_id, command, request, expected).await
-}
-
-/// Sends a confirm or a release of a reservation.
-async fn reservation_write(
-    api: &CommandApi,
-    sku: Sku,
-    reservation_id: ReservationId,
-    command: ProductCommand,
-    request: WriteRequest,
-    expected: Option<u64>,
-) -> Result<Response, Problem> {
-    let success = Success::ok().with("sku", sku.as_str()).with("reservation_id", reservation_id.as_str());
-    api.send(Target::Product { sku, command }, request, expected, success).await
+    responses((status = 200, body = super::send::Accepted)))]
+pub async fn release(write: ProductWrite) -> Result<Response, Problem> {
+    write.reservation(|reservation_id| ProductCommand::ReleaseReservation { reservation_id }).await
 }
