@@ -30,8 +30,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Path as UrlPath, State};
-use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
 use stockroom_domain::product::ProductEvent;
@@ -44,7 +43,7 @@ use tracing::{info, warn};
 use stockroom_http::Problem;
 use utoipa::IntoParams;
 
-use crate::http::{QueryParams, blocking, one, wait_for_position, with_position};
+use crate::http::{EveryRead, QueryParams, ReadAt, ReadView, blocking, one};
 use crate::projector::{ProjectorStats, events_end, supervise};
 use crate::view::{ProductView, ViewStatus, ViewUpdate};
 
@@ -291,6 +290,15 @@ pub struct StockApi {
     pub read_timeout: Duration,
 }
 
+impl ReadView for StockApi {
+    fn applied(&self) -> &watch::Receiver<Position> {
+        &self.applied
+    }
+    fn read_timeout(&self) -> Duration {
+        self.read_timeout
+    }
+}
+
 pub fn router(api: StockApi) -> Router {
     Router::new()
         .route("/alerts/low-stock", get(low_stock))
@@ -319,12 +327,11 @@ struct LowStockParams {
 }
 
 #[utoipa::path(get, path = "/alerts/low-stock", tag = "stock view",
-    params(LowStockParams, ("Stockroom-Min-Position" = Option<String>, Header)),
-    responses((status = 200, body = LowStock), (status = 400, body = Problem), (status = 503, body = Problem)))]
+    params(LowStockParams), responses((status = 200, body = LowStock)))]
 async fn low_stock(
     State(api): State<StockApi>,
     QueryParams(params): QueryParams<LowStockParams>,
-    headers: HeaderMap,
+    at: ReadAt,
 ) -> Result<Response, Problem> {
     let threshold = match params.threshold {
         None => 5,
@@ -336,10 +343,9 @@ async fn low_stock(
         Some(l) if (1..=1000).contains(&l) => l,
         Some(_) => return Err(Problem::bad_parameter("limit", "limit must be a number from 1 to 1000")),
     };
-    let position = wait_for_position(&api.applied, &headers, api.read_timeout).await?;
     let book = api.book.clone();
     let products = blocking(move || book.low_stock(threshold, limit)).await?.map_err(Problem::internal)?;
-    Ok(with_position(axum::Json(LowStock { threshold, products }).into_response(), &position))
+    Ok(at.answer(axum::Json(LowStock { threshold, products })))
 }
 
 /// `GET /products/{sku}/history`
@@ -352,20 +358,14 @@ pub struct History {
 }
 
 #[utoipa::path(get, path = "/products/{sku}/history", tag = "stock view",
-    params(("sku" = String, Path), ("Stockroom-Min-Position" = Option<String>, Header)),
-    responses((status = 200, body = History), (status = 404, body = Problem), (status = 503, body = Problem)))]
-async fn history(
-    State(api): State<StockApi>,
-    UrlPath(sku): UrlPath<String>,
-    headers: HeaderMap,
-) -> Result<Response, Problem> {
-    let position = wait_for_position(&api.applied, &headers, api.read_timeout).await?;
+    params(("sku" = String, Path)), responses((status = 200, body = History)))]
+async fn history(State(api): State<StockApi>, UrlPath(sku): UrlPath<String>, at: ReadAt) -> Result<Response, Problem> {
     let book = api.book.clone();
     let found = blocking(move || book.history(&sku).map(|e| e.map(|events| History { sku, events }))).await?;
-    Ok(with_position(one(found, |_| None, "product")?, &position))
+    Ok(at.answer(one(found, |_| None, "product")?))
 }
 
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(low_stock, history), components(schemas(LowStock, History)),
+#[openapi(paths(low_stock, history), components(schemas(LowStock, History)), modifiers(&EveryRead),
     tags((name = "stock view", description = "a second projector: low-stock alerts and each product's history")))]
 pub struct StockApiDoc;

@@ -5,20 +5,22 @@
 //! with `Retry-After`. Every read answers with the view's own `Stockroom-Position`.
 
 mod params;
+mod read;
 
 pub use params::QueryParams;
+pub use read::{EveryRead, ReadAt, ReadView};
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 use stockroom_http::Problem;
-use stockroom_topics::{MIN_POSITION_HEADER, POSITION_HEADER, Position};
+use stockroom_topics::Position;
 use tokio::sync::watch;
 use utoipa::{IntoParams, OpenApi};
 
@@ -45,40 +47,12 @@ pub fn router(api: QueryApi) -> Router {
         .with_state(api)
 }
 
-impl QueryApi {
-    /// Waits until the view covers the position the request asks for; returns the
-    /// view's position to report.
-    async fn wait_for(&self, headers: &HeaderMap) -> Result<Position, Problem> {
-        wait_for_position(&self.applied, headers, self.read_timeout).await
+impl ReadView for QueryApi {
+    fn applied(&self) -> &watch::Receiver<Position> {
+        &self.applied
     }
-}
-
-/// Read-your-writes for any view: waits (at most `timeout`) until the view's applied
-/// position covers the request's `Stockroom-Min-Position`; returns the position to report.
-pub(crate) async fn wait_for_position(
-    applied: &watch::Receiver<Position>,
-    headers: &HeaderMap,
-    timeout: Duration,
-) -> Result<Position, Problem> {
-    // No header, or an empty token (the position of an empty log): nothing to wait for.
-    let Some(raw) = headers.get(MIN_POSITION_HEADER).filter(|v| !v.as_bytes().trim_ascii().is_empty()) else {
-        return Ok(applied.borrow().clone());
-    };
-    let wanted: Position = raw
-        .to_str()
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| Problem::bad_header("Stockroom-Min-Position", "is not a position token"))?;
-    let mut rx = applied.clone();
-    let waited = tokio::time::timeout(timeout, rx.wait_for(|p| p.covers(&wanted))).await;
-    match waited {
-        Ok(Ok(p)) => Ok(p.clone()),
-        _ => Err(Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not-caught-up",
-            format!("this node's view has not applied position {wanted} yet; retry"),
-        )
-        .retry_after(1)),
+    fn read_timeout(&self) -> Duration {
+        self.read_timeout
     }
 }
 
@@ -103,39 +77,20 @@ pub(crate) fn one<T: serde::Serialize, E: std::fmt::Display>(
     Ok(response)
 }
 
-pub(crate) fn with_position(mut response: Response, position: &Position) -> Response {
-    if let Ok(v) = HeaderValue::from_str(&position.to_string()) {
-        response.headers_mut().insert(POSITION_HEADER, v);
-    }
-    response
-}
-
-#[utoipa::path(get, path = "/products/{sku}", tag = "catalog",
-    params(("sku" = String, Path), ("Stockroom-Min-Position" = Option<String>, Header, description = "wait until the view has applied this token")),
-    responses((status = 200, body = ProductView), (status = 404, body = Problem), (status = 503, description = "view not caught up", body = Problem)))]
-async fn get_product(
-    State(api): State<QueryApi>,
-    Path(sku): Path<String>,
-    headers: HeaderMap,
-) -> Result<Response, Problem> {
-    let position = api.wait_for(&headers).await?;
+#[utoipa::path(get, path = "/products/{sku}", tag = "catalog", params(("sku" = String, Path)),
+    responses((status = 200, body = ProductView)))]
+async fn get_product(State(api): State<QueryApi>, Path(sku): Path<String>, at: ReadAt) -> Result<Response, Problem> {
     let catalog = api.catalog.current();
     let found = blocking(move || catalog.get(&sku)).await?;
-    Ok(with_position(one(found, |v| Some(v.version), "product")?, &position))
+    Ok(at.answer(one(found, |v| Some(v.version), "product")?))
 }
 
-#[utoipa::path(get, path = "/orders/{id}", tag = "orders",
-    params(("id" = String, Path), ("Stockroom-Min-Position" = Option<String>, Header, description = "wait until the view has applied this token")),
-    responses((status = 200, body = OrderView), (status = 404, body = Problem), (status = 503, description = "view not caught up", body = Problem)))]
-async fn get_order(
-    State(api): State<QueryApi>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Result<Response, Problem> {
-    let position = api.wait_for(&headers).await?;
+#[utoipa::path(get, path = "/orders/{id}", tag = "orders", params(("id" = String, Path)),
+    responses((status = 200, body = OrderView)))]
+async fn get_order(State(api): State<QueryApi>, Path(id): Path<String>, at: ReadAt) -> Result<Response, Problem> {
     let orders = api.orders.clone();
     let found = blocking(move || orders.get(&id).map(|o| o.as_ref().map(OrderView::from))).await?;
-    Ok(with_position(one(found, |v| Some(v.version), "order")?, &position))
+    Ok(at.answer(one(found, |v| Some(v.version), "order")?))
 }
 
 /// `GET /search`'s query string. The descriptions finish "`name` must be ...".
@@ -183,19 +138,17 @@ impl From<SearchParams> for SearchRequest {
     }
 }
 
-#[utoipa::path(get, path = "/search", tag = "catalog",
-    params(SearchParams, ("Stockroom-Min-Position" = Option<String>, Header)),
-    responses((status = 200, body = SearchResponse), (status = 400, description = "bad query or parameter", body = Problem), (status = 503, body = Problem)))]
+#[utoipa::path(get, path = "/search", tag = "catalog", params(SearchParams),
+    responses((status = 200, body = SearchResponse), (status = 400, description = "bad query or parameter", body = Problem)))]
 async fn search(
     State(api): State<QueryApi>,
     QueryParams(params): QueryParams<SearchParams>,
-    headers: HeaderMap,
+    at: ReadAt,
 ) -> Result<Response, Problem> {
     let request = SearchRequest::from(params);
-    let position = api.wait_for(&headers).await?;
     let catalog = api.catalog.current();
     let found = blocking(move || catalog.search(&request)).await??;
-    Ok(with_position(axum::Json(found).into_response(), &position))
+    Ok(at.answer(axum::Json(found)))
 }
 
 impl From<SearchError> for Problem {
@@ -213,5 +166,6 @@ impl From<SearchError> for Problem {
 #[openapi(paths(get_product, search, get_order),
     components(schemas(Problem, ProductView, SearchResponse, OrderView, OrderLineView, LineFailureView)),
     tags((name = "catalog", description = "the searchable product catalog, built from the event log"),
-        (name = "orders", description = "orders as the log has them (the orders view)")))]
+        (name = "orders", description = "orders as the log has them (the orders view)")),
+    modifiers(&EveryRead))]
 pub struct QueryApiDoc;
