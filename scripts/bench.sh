@@ -33,7 +33,8 @@ quick=0
 case "${1:-}" in
     --quick) quick=1 ;;
     "") ;;
-    *) sed -n '2,25p' "$0"; exit 2 ;;
+    -h | --help) sed -n '2,28p' "$0"; exit 0 ;;
+    *) sed -n '2,28p' "$0" >&2; exit 2 ;;
 esac
 if [ "$quick" = 1 ]; then
     seconds=5 clients=16 products=500 events=100000 small=5000 large=20000

@@ -11,11 +11,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-examples=300
 case "${1:-}" in
     --quick) examples=30 ;;
-    "") ;;
-    *) sed -n '2,10p' "$0"; exit 2 ;;
+    "") examples=300 ;;
+    -h | --help) sed -n '2,10p' "$0"; exit 0 ;;
+    *) sed -n '2,10p' "$0" >&2; exit 2 ;;
 esac
 
 export PATH="$HOME/.local/bin:$PATH"

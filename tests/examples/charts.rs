@@ -35,6 +35,41 @@ fn font() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+type Chart<'a, X, Y> = ChartContext<'a, BitMapBackend<'a>, Cartesian2d<X, Y>>;
+type Runs<'a> = [(&'a str, RGBColor, Value)];
+
+/// A white canvas with the charts' caption, margins and label areas.
+fn frame<'a, 'b>(
+    root: &'a DrawingArea<BitMapBackend<'b>, plotters::coord::Shift>,
+    caption: &str,
+) -> Result<ChartBuilder<'a, 'b, BitMapBackend<'b>>, Box<dyn std::error::Error>> {
+    root.fill(&WHITE)?;
+    let mut builder = ChartBuilder::on(root);
+    builder.caption(caption, ("sans-serif", 24)).margin(16).x_label_area_size(40).y_label_area_size(70);
+    Ok(builder)
+}
+
+/// One line per run (its `points`), labelled, and the legend.
+fn lines<X, Y>(
+    chart: &mut Chart<'_, X, Y>,
+    runs: &Runs<'_>,
+    points: impl Fn(&Value) -> Vec<(f64, f64)>,
+) -> Result<(), Box<dyn std::error::Error>>
+where
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
+    for (label, color, run) in runs {
+        let color = *color;
+        chart
+            .draw_series(LineSeries::new(points(run), color.stroke_width(2)))?
+            .label(*label)
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
+    }
+    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
+    Ok(())
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::env::args().nth(1).ok_or("usage: charts DIR")?;
     let dir = Path::new(&dir);
@@ -59,22 +94,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let top = runs.iter().flat_map(|(_, _, r)| points(r)).map(|(_, y)| y).fold(1.0f64, f64::max);
     let path = dir.join("latency.png");
     let root = BitMapBackend::new(&path, (900, 540)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption("Write latency by percentile (log scale)", ("sans-serif", 24))
-        .margin(16)
-        .x_label_area_size(40)
-        .y_label_area_size(70)
+    let mut chart = frame(&root, "Write latency by percentile (log scale)")?
         .build_cartesian_2d(0f64..(labels.len().max(2) - 1) as f64, (0.1f64..top * 1.5).log_scale())?;
     let label_of = |x: &f64| labels.get(x.round() as usize).cloned().unwrap_or_default();
     chart.configure_mesh().x_labels(labels.len()).x_label_formatter(&label_of).y_desc("milliseconds").draw()?;
-    for (label, color, run) in &runs {
-        chart
-            .draw_series(LineSeries::new(points(run), color.stroke_width(2)))?
-            .label(*label)
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
-    }
-    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
+    lines(&mut chart, &runs, points)?;
     root.present()?;
 
     // Throughput over time.
@@ -91,21 +115,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let top = runs.iter().flat_map(|(_, _, r)| series(r)).map(|(_, y)| y).fold(1.0f64, f64::max);
     let path = dir.join("throughput.png");
     let root = BitMapBackend::new(&path, (900, 540)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption("Commands completed per second", ("sans-serif", 24))
-        .margin(16)
-        .x_label_area_size(40)
-        .y_label_area_size(70)
-        .build_cartesian_2d(0f64..width - 1.0, 0f64..top * 1.15)?;
+    let mut chart =
+        frame(&root, "Commands completed per second")?.build_cartesian_2d(0f64..width - 1.0, 0f64..top * 1.15)?;
     chart.configure_mesh().x_desc("second of the run").y_desc("commands/s").draw()?;
-    for (label, color, run) in &runs {
-        chart
-            .draw_series(LineSeries::new(series(run), color.stroke_width(2)))?
-            .label(*label)
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
-    }
-    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
+    lines(&mut chart, &runs, series)?;
     root.present()?;
     println!("wrote {} and {}", dir.join("latency.png").display(), dir.join("throughput.png").display());
     Ok(())

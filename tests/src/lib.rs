@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// Path of the binary under test.
 pub fn binary() -> PathBuf {
@@ -302,6 +302,18 @@ impl Server {
         self.request("GET", path, None, &[("stockroom-min-position", position)]).await
     }
 
+    /// Reads `path` once the view has applied the write `answer` acknowledged
+    /// (read-your-writes with its `Stockroom-Position`).
+    pub async fn read_after(&self, path: &str, answer: &Answer) -> Answer {
+        let position = answer.header("stockroom-position").expect("a write's answer has a Stockroom-Position");
+        self.get_at(path, position).await
+    }
+
+    /// The product's `stock` once the view has applied the write `answer` acknowledged.
+    pub async fn stock_after(&self, sku: &str, answer: &Answer) -> Value {
+        self.read_after(&format!("/products/{sku}"), answer).await.expect(200).body["stock"].take()
+    }
+
     pub async fn post(&self, path: &str, body: Value) -> Answer {
         self.request("POST", path, Some(body), &[]).await
     }
@@ -361,6 +373,12 @@ pub fn gtin14(n: u64) -> String {
 }
 
 /// A fresh temporary data directory.
+/// A `POST /orders` body: `lines` as (SKU, quantity).
+pub fn order(order_id: &str, lines: &[(&str, u64)]) -> Value {
+    let lines: Vec<Value> = lines.iter().map(|(sku, quantity)| json!({"sku": sku, "quantity": quantity})).collect();
+    json!({"order_id": order_id, "lines": lines})
+}
+
 pub fn data_dir() -> tempfile::TempDir {
     tempfile::Builder::new().prefix("stockroom-test-").tempdir().expect("temp dir")
 }

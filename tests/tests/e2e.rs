@@ -3,7 +3,7 @@
 //! Every test is one function of the backend; the macro at the end runs each on both.
 
 use serde_json::{Value, json};
-use stockroom_tests::{Backend, Server, data_dir};
+use stockroom_tests::{Answer, Backend, Server, data_dir, order};
 
 /// Node flags: the test broker, busy with the other tests, can take seconds per saga
 /// step; these tests want outcomes, not 202s (the bounds are tested elsewhere).
@@ -68,8 +68,7 @@ async fn register_stock_search_and_read(backend: Backend) {
 
     // Confirm ships: on hand and reserved both drop.
     let a = s.post("/products/DRL-1/reservations/r-1/confirm", json!({})).await.expect(200);
-    let p = s.get_at("/products/DRL-1", a.header("stockroom-position").unwrap()).await.expect(200);
-    assert_eq!(p.body["stock"], json!({"on_hand": 6, "reserved": 0, "available": 6}));
+    assert_eq!(s.stock_after("DRL-1", &a).await, json!({"on_hand": 6, "reserved": 0, "available": 6}));
 
     // Full text, with stemming.
     let r = s.get_at("/search?q=hammers", &position).await.expect(200);
@@ -126,6 +125,11 @@ async fn paging_with_cursors_returns_everything_once(backend: Backend) {
     s.stop().await;
 }
 
+/// A receipt of one unit of `CNT-1`, sent with the idempotency key `key`.
+async fn receive_one(s: &Server, key: &str) -> Answer {
+    s.request("POST", "/products/CNT-1/stock/receipts", Some(json!({"quantity": 1})), &[("idempotency-key", key)]).await
+}
+
 /// Every acknowledged write survives SIGTERM and kill -9, and nothing is applied twice.
 async fn acknowledged_writes_survive_restarts_and_kill_9(backend: Backend) {
     let dir = data_dir();
@@ -133,15 +137,7 @@ async fn acknowledged_writes_survive_restarts_and_kill_9(backend: Backend) {
     s.post("/products", product("CNT-1", "Counter", "Acme", "tools", 100)).await.expect(201);
     let mut acked = 0u64;
     for i in 0..20 {
-        let a = s
-            .request(
-                "POST",
-                "/products/CNT-1/stock/receipts",
-                Some(json!({"quantity": 1})),
-                &[("idempotency-key", &format!("rcv-{i}"))],
-            )
-            .await
-            .expect(200);
+        let a = receive_one(&s, &format!("rcv-{i}")).await.expect(200);
         acked += 1;
         assert_eq!(a.body["version"], 1 + acked);
     }
@@ -152,26 +148,11 @@ async fn acknowledged_writes_survive_restarts_and_kill_9(backend: Backend) {
     let p = s.get("/products/CNT-1").await.expect(200);
     assert_eq!(p.body["stock"]["on_hand"], acked);
     // Retrying an acknowledged write with its key does not apply it again.
-    let a = s
-        .request(
-            "POST",
-            "/products/CNT-1/stock/receipts",
-            Some(json!({"quantity": 1})),
-            &[("idempotency-key", "rcv-3")],
-        )
-        .await
-        .expect(200);
+    let a = receive_one(&s, "rcv-3").await.expect(200);
     assert_eq!(a.body["version"], 5, "the original answer");
     // More writes, then kill -9 without any shutdown.
     for i in 20..40 {
-        s.request(
-            "POST",
-            "/products/CNT-1/stock/receipts",
-            Some(json!({"quantity": 1})),
-            &[("idempotency-key", &format!("rcv-{i}"))],
-        )
-        .await
-        .expect(200);
+        receive_one(&s, &format!("rcv-{i}")).await.expect(200);
         acked += 1;
     }
     s.kill();
@@ -180,8 +161,7 @@ async fn acknowledged_writes_survive_restarts_and_kill_9(backend: Backend) {
     // The projector catches up from its checkpoint; wait for the processor's position.
     let a = s.post("/products/CNT-1/stock/adjustments", json!({"delta": 1, "reason": "probe"})).await.expect(200);
     assert_eq!(a.body["version"], 2 + acked, "every acknowledged write applied exactly once");
-    let p = s.get_at("/products/CNT-1", a.header("stockroom-position").unwrap()).await.expect(200);
-    assert_eq!(p.body["stock"]["on_hand"], acked + 1);
+    assert_eq!(s.stock_after("CNT-1", &a).await["on_hand"], acked + 1);
     s.stop().await;
 }
 
@@ -211,7 +191,7 @@ async fn views_and_state_are_rebuilt_from_the_log(backend: Backend) {
         .expect_problem(409, "insufficient-stock");
     let a = s.post("/products/HAM-1/reservations", json!({"reservation_id": "r2", "quantity": 3})).await.expect(201);
     assert_eq!(a.body["version"], 4);
-    let after = s.get_at("/products/HAM-1", a.header("stockroom-position").unwrap()).await.expect(200).body;
+    let after = s.read_after("/products/HAM-1", &a).await.expect(200).body;
     assert_eq!(after["stock"], json!({"on_hand": 5, "reserved": 5, "available": 0}));
     s.stop().await;
 }
@@ -297,12 +277,7 @@ fn bad_requests() -> Vec<BadRow> {
         ),
         (post("/products/NOPE/stock/receipts", json!({"quantity": 1})), 404, "not-found", None),
         (post("/products/OK-1/reservations/none/confirm", json!({})), 404, "not-found", None),
-        (
-            post("/orders", json!({"order_id": "o-1", "lines": [{"sku": "bad sku", "quantity": 1}]})),
-            422,
-            "validation",
-            Some("lines[0].sku"),
-        ),
+        (post("/orders", order("o-1", &[("bad sku", 1)])), 422, "validation", Some("lines[0].sku")),
         (post("/admin/replay", json!({"view": "nope"})), 422, "validation", Some("view")),
         (
             Bad::Json("POST", "/products/OK-1/stock/receipts", receipt(), &[("if-match", "\"7\"")]),
@@ -352,7 +327,7 @@ async fn bad_input_gets_problems_and_changes_nothing(backend: Backend) {
     let dir = data_dir();
     let s = Server::start_on(&backend, dir.path(), PATIENT).await;
     let a = s.post("/products", product("OK-1", "Fine", "Acme", "tools", 100)).await.expect(201);
-    let before = s.get_at("/products/OK-1", a.header("stockroom-position").unwrap()).await.expect(200).body;
+    let before = s.read_after("/products/OK-1", &a).await.expect(200).body;
 
     for (request, status, kind, field) in bad_requests().into_iter().chain(bad_reads()) {
         let (answer, what) = match request {
@@ -490,8 +465,7 @@ async fn concurrent_writes_keep_skus_gtins_and_stock_right(backend: Backend) {
     let last = answers.iter().filter_map(|(_, b)| b["position"].as_str()).max_by_key(|p| p.len()).unwrap().to_owned();
     let a = s.post("/products/STK-1/stock/receipts", json!({"quantity": 1})).await.expect(200);
     assert_eq!(a.body["version"], 12, "registration, 10 reservations, this receipt: {last}");
-    let v = s.get_at("/products/STK-1", a.header("stockroom-position").unwrap()).await.expect(200);
-    assert_eq!(v.body["stock"], json!({"on_hand": 11, "reserved": 10, "available": 1}));
+    assert_eq!(s.stock_after("STK-1", &a).await, json!({"on_hand": 11, "reserved": 10, "available": 1}));
     s.stop().await;
 }
 
@@ -528,29 +502,16 @@ async fn orders_reserve_all_lines_or_none(backend: Backend) {
         p["initial_stock"] = json!(stock);
         s.post("/products", p).await.expect(201);
     }
-    let a = s
-        .post(
-            "/orders",
-            json!({"order_id": "o-1", "lines": [{"sku": "ORD-A", "quantity": 2}, {"sku": "ORD-B", "quantity": 1}]}),
-        )
-        .await
-        .expect(201);
+    let a = s.post("/orders", order("o-1", &[("ORD-A", 2), ("ORD-B", 1)])).await.expect(201);
     assert_eq!(a.body["state"], "reserved");
     assert_eq!(a.header("location"), Some("/orders/o-1"));
-    let o = s.get_at("/orders/o-1", a.header("stockroom-position").unwrap()).await.expect(200);
+    let o = s.read_after("/orders/o-1", &a).await.expect(200);
     assert_eq!(o.body["state"], "reserved");
     assert_eq!(o.body["lines"][0], json!({"sku": "ORD-A", "quantity": 2, "status": "reserved"}));
-    let p = s.get_at("/products/ORD-A", a.header("stockroom-position").unwrap()).await.expect(200);
-    assert_eq!(p.body["stock"], json!({"on_hand": 5, "reserved": 2, "available": 3}));
+    assert_eq!(s.stock_after("ORD-A", &a).await, json!({"on_hand": 5, "reserved": 2, "available": 3}));
 
     // B has nothing left: the order is rejected, and A's line is released again.
-    let r = s
-        .post(
-            "/orders",
-            json!({"order_id": "o-2", "lines": [{"sku": "ORD-A", "quantity": 1}, {"sku": "ORD-B", "quantity": 1}]}),
-        )
-        .await
-        .expect_problem(409, "order-rejected");
+    let r = s.post("/orders", order("o-2", &[("ORD-A", 1), ("ORD-B", 1)])).await.expect_problem(409, "order-rejected");
     assert_eq!(r.body["line"], 1, "{}", r.text);
     assert_eq!(r.body["sku"], "ORD-B", "{}", r.text);
     // A read after the rejection sees it whole.
@@ -575,21 +536,15 @@ async fn orders_reserve_all_lines_or_none(backend: Backend) {
     s.post("/orders/o-1/cancel", json!({})).await.expect_problem(409, "order-state");
     s.post("/orders/o-9/confirm", json!({})).await.expect_problem(404, "not-found");
     s.get("/orders/o-9").await.expect_problem(404, "not-found");
-    s.post("/orders", json!({"order_id": "o-1", "lines": [{"sku": "ORD-A", "quantity": 1}]}))
-        .await
-        .expect_problem(409, "order-exists");
+    s.post("/orders", order("o-1", &[("ORD-A", 1)])).await.expect_problem(409, "order-exists");
     s.post("/orders", json!({"order_id": "o-3", "lines": []})).await.expect_problem(422, "validation");
-    s.post("/orders", json!({"order_id": "o-3", "lines": [{"sku": "ORD-A", "quantity": 0}]}))
-        .await
-        .expect_problem(422, "validation");
+    s.post("/orders", order("o-3", &[("ORD-A", 0)])).await.expect_problem(422, "validation");
 
     // Cancel releases every line.
-    let a = s.post("/orders", json!({"order_id": "o-4", "lines": [{"sku": "ORD-A", "quantity": 3}]})).await.expect(201);
-    let p = s.get_at("/products/ORD-A", a.header("stockroom-position").unwrap()).await.expect(200);
-    assert_eq!(p.body["stock"]["reserved"], 3);
+    let a = s.post("/orders", order("o-4", &[("ORD-A", 3)])).await.expect(201);
+    assert_eq!(s.stock_after("ORD-A", &a).await["reserved"], 3);
     let c = s.post("/orders/o-4/cancel", json!({})).await.expect(200);
-    let p = s.get_at("/products/ORD-A", c.header("stockroom-position").unwrap()).await.expect(200);
-    assert_eq!(p.body["stock"], json!({"on_hand": 4, "reserved": 0, "available": 4}));
+    assert_eq!(s.stock_after("ORD-A", &c).await, json!({"on_hand": 4, "reserved": 0, "available": 4}));
     s.stop().await;
 }
 
@@ -666,7 +621,7 @@ async fn openapi_docs_and_health(backend: Backend) {
     s.post("/products", product("MET-1", "Meter", "Acme", "tools", 100)).await.expect(201);
     s.post("/products", product("MET-1", "Meter", "Acme", "tools", 100)).await.expect_problem(409, "sku-taken");
     let a = s.post("/products/MET-1/stock/receipts", json!({"quantity": 2})).await.expect(200);
-    s.get_at("/products/MET-1", a.header("stockroom-position").unwrap()).await.expect(200);
+    s.read_after("/products/MET-1", &a).await.expect(200);
     let metrics = s.get("/metrics").await.expect(200).text;
     let value = |series: &str| -> f64 {
         let line = metrics.lines().find(|l| l.starts_with(series)).unwrap_or_else(|| panic!("{series} in {metrics}"));

@@ -5,7 +5,7 @@
 use std::process::Command;
 
 use serde_json::json;
-use stockroom_tests::{Backend, Server, binary, data_dir, kafka_bootstrap};
+use stockroom_tests::{Backend, Server, binary, data_dir, kafka_bootstrap, order};
 
 fn export(dir: &std::path::Path, kafka: &Backend) -> std::process::Output {
     Command::new(binary())
@@ -31,13 +31,7 @@ async fn an_exported_log_serves_the_same_answers_on_kafka() {
         s.post("/products", body).await.expect(201);
     }
     s.post("/products/EXP-A/stock/receipts", json!({"quantity": 2})).await.expect(200);
-    let a = s
-        .post(
-            "/orders",
-            json!({"order_id": "exp-o", "lines": [{"sku": "EXP-A", "quantity": 1}, {"sku": "EXP-B", "quantity": 2}]}),
-        )
-        .await
-        .expect(201);
+    let a = s.post("/orders", order("exp-o", &[("EXP-A", 1), ("EXP-B", 2)])).await.expect(201);
     let at = a.header("stockroom-position").unwrap().to_owned();
     let paths = [
         "/products/EXP-A",
@@ -73,8 +67,7 @@ async fn an_exported_log_serves_the_same_answers_on_kafka() {
     let body = json!({"sku": "EXP-C", "name": "Copy", "price_cents": 1, "gtin": "4006381333931"});
     k.post("/products", body).await.expect_problem(409, "gtin-taken");
     let c = k.post("/orders/exp-o/confirm", json!({})).await.expect(200);
-    let v = k.get_at("/products/EXP-B", c.header("stockroom-position").unwrap()).await.expect(200);
-    assert_eq!(v.body["stock"], json!({"on_hand": 1, "reserved": 0, "available": 1}));
+    assert_eq!(k.stock_after("EXP-B", &c).await, json!({"on_hand": 1, "reserved": 0, "available": 1}));
     k.stop().await;
 
     // Another log into the same topics: refused.
