@@ -222,7 +222,7 @@ fn bad_requests() -> Vec<BadRow> {
     vec![
         (Bad::Raw("/products", b"{not json".to_vec(), json), 400, "malformed-json", None),
         (Bad::Raw("/products", b"".to_vec(), json), 400, "malformed-json", None),
-        (Bad::Raw("/products", b"{\"sku\": 1}".to_vec(), None), 422, "validation", None),
+        (Bad::Raw("/products", b"{\"sku\": 1}".to_vec(), None), 422, "validation", Some("sku")),
         (
             Bad::Raw("/products", b"sku=x".to_vec(), Some("application/x-www-form-urlencoded")),
             415,
@@ -236,9 +236,14 @@ fn bad_requests() -> Vec<BadRow> {
             Bad::Raw("/products", br#"{"sku":"OV-1","name":"x","price_cents":9223372036854775808}"#.to_vec(), json),
             422,
             "validation",
-            None,
+            Some("price_cents"),
         ),
-        (post("/products", json!({"sku": "X-1", "name": "x", "price_cents": "12"})), 422, "validation", None),
+        (
+            post("/products", json!({"sku": "X-1", "name": "x", "price_cents": "12"})),
+            422,
+            "validation",
+            Some("price_cents"),
+        ),
         (
             post("/products", json!({"sku": "X-1", "name": "x", "price_cents": 1, "gtin": "4006381333932"})),
             422,
@@ -257,12 +262,12 @@ fn bad_requests() -> Vec<BadRow> {
             post("/products", json!({"sku": "X-1", "name": "x", "price_cents": 1, "surprise": true})),
             422,
             "validation",
-            None,
+            Some("surprise"),
         ),
         (post("/products", product("OK-1", "Again", "Acme", "tools", 1)), 409, "sku-taken", None),
-        (post("/products/OK-1/stock/receipts", json!({"quantity": -3})), 422, "validation", None),
+        (post("/products/OK-1/stock/receipts", json!({"quantity": -3})), 422, "validation", Some("quantity")),
         (post("/products/OK-1/stock/receipts", json!({"quantity": 0})), 422, "validation", Some("quantity")),
-        (post("/products/OK-1/stock/receipts", json!({"quantity": 1e30})), 422, "validation", None),
+        (post("/products/OK-1/stock/receipts", json!({"quantity": 1e30})), 422, "validation", Some("quantity")),
         (
             post("/products/OK-1/stock/adjustments", json!({"delta": -1, "reason": "lost"})),
             409,
