@@ -303,23 +303,24 @@
     dl.appendChild(h("dd", { text: String(value) }));
   }
 
+  // "key: value" for every leaf of an event's body, nested objects flattened (a
+  // price {cents, currency} reads as money).
   function describe(event) {
     var skip = { sku: 1, version: 1, type: 1, at: 1, command_id: 1 };
     var parts = [];
-    Object.keys(event).forEach(function (k) {
-      if (skip[k]) return;
-      var v = event[k];
+    function leaves(v, name) {
       if (v === null || v === undefined) return;
-      if (typeof v === "object") {
-        Object.keys(v).forEach(function (k2) {
-          var v2 = v[k2];
-          if (v2 === null || v2 === undefined) return;
-          parts.push(k2 + ": " + (typeof v2 === "object" ? JSON.stringify(v2) : v2));
-        });
-      } else {
-        parts.push(k + ": " + v);
+      if (typeof v === "object" && !Array.isArray(v)) {
+        if (typeof v.cents === "number" && typeof v.currency === "string") {
+          parts.push(name + ": " + money(v.cents, v.currency));
+          return;
+        }
+        Object.keys(v).forEach(function (k) { if (!(name === null && skip[k])) leaves(v[k], k); });
+        return;
       }
-    });
+      parts.push(name + ": " + (typeof v === "object" ? JSON.stringify(v) : v));
+    }
+    leaves(event, null);
     return parts.join(", ");
   }
 
@@ -376,7 +377,7 @@
           return h("tr", {}, [h("td", { text: String(ev.version) }), h("td", { text: ev.type || "" }),
             h("td", { class: "event-detail", text: describe(ev) }), h("td", { class: "when", text: when(ev.at) })]);
         });
-        body.appendChild(h("div", { class: "table-wrap" }, [h("table", { id: "history", "aria-labelledby": "history-title" }, [
+        body.appendChild(h("div", { class: "table-wrap", tabindex: "0", role: "region", "aria-labelledby": "history-title" }, [h("table", { id: "history", "aria-labelledby": "history-title" }, [
           h("thead", {}, [h("tr", {}, [h("th", { scope: "col", text: "Version" }), h("th", { scope: "col", text: "Event" }),
             h("th", { scope: "col", text: "What" }), h("th", { scope: "col", text: "When" })])]),
           h("tbody", {}, rows),
