@@ -13,13 +13,14 @@
 # free loopback ports with a temporary data directory, and runs
 # tests/console/console.test.mjs against it: it seeds products through the HTTP API,
 # then searches, filters, opens a product and rebuilds the catalog from the page.
-# The embedded node checks tokens (the page asks for one); the Kafka query node does
-# not. Screenshots: target/console/<shape>-*.png. Kafka: $STOCKROOM_KAFKA, else the
-# local broker on 127.0.0.1:9092 (scripts/kafka.sh start), with topics of its own.
+# The embedded node checks tokens (the page asks for one; a reader token is refused
+# operations); the Kafka query node does not. Screenshots: target/console/<shape>-*.png.
+# Kafka: $STOCKROOM_KAFKA, else the local broker on 127.0.0.1:9092 (scripts/kafka.sh
+# start), with topics of its own.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; }
 products=300 shapes="embedded kafka"
 for arg in "$@"; do
     case "$arg" in
@@ -107,8 +108,9 @@ for shape in $shapes; do
         embedded)
             step "stockroom serve (embedded log, tokens on)"
             token=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
-            STOCKROOM_TOKENS="admin:$token" start serve serve
-            browser_test embedded "$url" "$url" "$token"
+            reader=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
+            STOCKROOM_TOKENS="admin:$token,reader:$reader" start serve serve
+            READER_TOKEN=$reader browser_test embedded "$url" "$url" "$token"
             ;;
         kafka)
             bootstrap=${STOCKROOM_KAFKA:-127.0.0.1:9092}

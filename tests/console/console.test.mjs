@@ -4,6 +4,7 @@
 //   CONSOLE_URL   the node that serves the console (the query side)
 //   WRITE_URL     where writes go (the command side; default CONSOLE_URL)
 //   CONSOLE_TOKEN an admin token when the node checks tokens (entered in the page)
+//   READER_TOKEN  a reader token of that node: reads the catalog, refused operations
 //   SHAPE         a name for the screenshots (embedded, kafka)
 //   SCREENSHOTS   where they go (target/console)
 //   PRODUCTS      how many products to seed (at least 24)
@@ -131,11 +132,11 @@ async function newPage(viewport) {
 }
 
 // Opens the console; gives the token if the page asks (by keyboard: type, Enter).
-async function open(page, hash = "#/") {
+async function open(page, hash = "#/", token = TOKEN) {
   await page.goto(`${BASE}/${hash}`);
-  if (TOKEN) {
+  if (token) {
     await page.locator("#token-dialog[open]").waitFor();
-    await page.locator("#token-input").fill(TOKEN);
+    await page.locator("#token-input").fill(token);
     await page.keyboard.press("Enter");
     await page.locator("#token-dialog[open]").waitFor({ state: "detached" });
   }
@@ -342,6 +343,19 @@ try {
   await fitsWidth(phone, "operations at phone width");
   await shot(phone, "phone-ops");
   log("phone width");
+
+  // ---- a reader token: the catalog, but not operations ------------------------------
+  if (process.env.READER_TOKEN) {
+    const reader = await newPage({ width: 1280, height: 900 });
+    await open(reader, "#/", process.env.READER_TOKEN);
+    await textMatches(reader, "#status", /products, showing 1–20$/);
+    await reader.locator("#nav-ops").click();
+    await textMatches(reader, "#ops-status", /needs the admin role/);
+    await reader.locator("#rebuild-start").click();
+    await textMatches(reader, "#rebuild-text", /^Cannot start a rebuild: .*admin role/);
+    problems.splice(0, problems.length, ...problems.filter((p) => !/status of 403/.test(p)));
+    log("a reader token");
+  }
 
   assert.deepEqual(problems, [], "no script error, CSP violation or failed request in the page");
   log(`passed; screenshots in ${SHOTS}/${SHAPE}-*.png`);
