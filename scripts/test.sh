@@ -32,6 +32,9 @@ cargo test --workspace
 step "chaos, quick (scripts/chaos.sh --quick): kill -9 under load, then check the history"
 scripts/chaos.sh --quick
 
+step "the web console in headless chromium (scripts/console.sh --quick): search, a product, a rebuild"
+scripts/console.sh --quick
+
 step "generated requests against /openapi.json (scripts/fuzz.sh --quick, schemathesis)"
 scripts/fuzz.sh --quick
 

@@ -4,12 +4,13 @@
 //! comments) and/or `STOCKROOM_TOKENS` (`role:token,role:token`). Roles are ordered:
 //! a `writer` may also read, an `admin` may also write. What a request needs:
 //!
-//! | request                                   | role     |
-//! |-------------------------------------------|----------|
-//! | `/health/*`, `/openapi.json`, `/docs`     | none     |
-//! | `/admin/*`                                | `admin`  |
-//! | any other `GET`/`HEAD` (incl. `/metrics`) | `reader` |
-//! | any other method (the writes)             | `writer` |
+//! | request                                            | role     |
+//! |----------------------------------------------------|----------|
+//! | `/health/*`, `/openapi.json`, `/docs`              | none     |
+//! | `GET`/`HEAD` of `/` and `/console/*` (the console) | none     |
+//! | `/admin/*`                                         | `admin`  |
+//! | any other `GET`/`HEAD` (incl. `/metrics`)          | `reader` |
+//! | any other method (the writes)                      | `writer` |
 //!
 //! No token, or one that is not known: 401 with `WWW-Authenticate: Bearer`. A known
 //! token without the role: 403. Tokens are compared by their SHA-256 digests, every
@@ -145,11 +146,15 @@ pub fn check_exposure(tokens: &Tokens, listen: SocketAddr, insecure: bool) -> an
 
 /// What a request needs, by method and path (the table in the module doc).
 fn required(method: &Method, path: &str) -> Option<Role> {
-    if path.starts_with("/health/") || path == "/openapi.json" || path == "/docs" {
+    // The console's page and assets carry no data; the page sends a token with
+    // every request it makes to the API.
+    let read = method == Method::GET || method == Method::HEAD;
+    let console = read && (path == "/" || path.starts_with("/console/"));
+    if path.starts_with("/health/") || path == "/openapi.json" || path == "/docs" || console {
         None
     } else if path == "/admin" || path.starts_with("/admin/") {
         Some(Role::Admin)
-    } else if method == Method::GET || method == Method::HEAD {
+    } else if read {
         Some(Role::Reader)
     } else {
         Some(Role::Writer)
@@ -218,6 +223,9 @@ mod tests {
     #[test]
     fn what_each_request_needs() {
         assert_eq!(required(&Method::GET, "/health/readyz"), None);
+        assert_eq!(required(&Method::GET, "/"), None);
+        assert_eq!(required(&Method::GET, "/console/console.js"), None);
+        assert_eq!(required(&Method::POST, "/"), Some(Role::Writer));
         assert_eq!(required(&Method::GET, "/products/A"), Some(Role::Reader));
         assert_eq!(required(&Method::POST, "/products"), Some(Role::Writer));
         assert_eq!(required(&Method::DELETE, "/products/A"), Some(Role::Writer));

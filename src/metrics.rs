@@ -3,6 +3,7 @@
 //! - `stockroom_http_requests_total{route,method,status}` and
 //!   `stockroom_http_request_duration_seconds{route}` (histogram), by a middleware
 //!   that labels by route pattern (not path, so SKUs do not become label values);
+//! - every node: `stockroom_dlq_records` (records in the dead-letter topic);
 //! - command nodes: `stockroom_commands_total{outcome}`,
 //!   `stockroom_commands_lag{partition}` (records of `commands` not yet read) and
 //!   `stockroom_partitions_owned`;
@@ -30,7 +31,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use stockroom_command::ProcessorHealth;
-use stockroom_topics::{EventLog, Topic};
+use stockroom_topics::{EventLog, Partition, Topic};
 
 use crate::views::{Standing, Views};
 
@@ -102,6 +103,15 @@ pub async fn render(State(metrics): State<Arc<Metrics>>) -> Response {
     let mut registry = Registry::default();
     registry.register("stockroom_http_requests", "HTTP requests answered", metrics.http.requests.clone());
     registry.register("stockroom_http_request_duration_seconds", "HTTP request latency", metrics.http.latency.clone());
+    let mut dead = 0;
+    for p in 0..metrics.log.partitions(Topic::Dlq) {
+        dead += metrics.log.end_offset(Topic::Dlq, Partition(p)).await.map_or(0, |end| end.0);
+    }
+    registry.register(
+        "stockroom_dlq_records",
+        "records written to the dead-letter topic (its end offsets)",
+        gauge(dead),
+    );
     if let Some(health) = &metrics.processor {
         register_processor(&mut registry, &metrics.log, health).await;
     }

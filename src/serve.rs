@@ -181,6 +181,8 @@ fn read_side(args: &ServeArgs, node: &mut Node) -> anyhow::Result<Arc<Views>> {
         .route("/admin/views", axum::routing::get(admin::views).with_state(views.clone()))
         .route("/admin/replay", axum::routing::post(admin::replay).with_state(replay));
     node.add_api(admin, admin::AdminApiDoc::openapi());
+    // The web console at `/`: static pages over the routes above, not in the OpenAPI.
+    node.router = std::mem::take(&mut node.router).merge(stockroom_query::console::router());
     Ok(views)
 }
 

@@ -7,6 +7,7 @@
 //! view's position in the log is committed atomically with its data.
 
 pub mod catalog;
+pub mod console;
 pub mod http;
 pub mod orders;
 pub mod projector;

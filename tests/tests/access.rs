@@ -28,6 +28,8 @@ async fn every_role_boundary_holds() {
     // Health, the spec and the docs stay open (probes and clients need them).
     s.get("/health/readyz").await.expect(200);
     s.get("/openapi.json").await.expect(200);
+    // The console's page is open (it carries no data); what it reads is not.
+    assert!(s.get("/").await.expect(200).text.contains("<title>Stockroom"));
 
     // No token, a wrong token, a malformed header: 401 with a Bearer challenge.
     let a = s.post("/products", product.clone()).await.expect_problem(401, "unauthorized");

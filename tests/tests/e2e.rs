@@ -635,6 +635,9 @@ async fn openapi_docs_and_health(backend: Backend) {
     assert_eq!(value("stockroom_commands_total{outcome=\"accepted\"}"), 2.0);
     assert_eq!(value("stockroom_commands_total{outcome=\"rejected\"}"), 1.0);
     assert_eq!(value("stockroom_catalog_staleness_seconds"), 0.0);
+    assert_eq!(value("stockroom_dlq_records"), 0.0);
+    // The web console is served by every node that serves reads.
+    assert!(s.get("/").await.expect(200).text.contains("/console/console.js"));
     let lag: f64 = metrics
         .lines()
         .filter(|l| l.starts_with("stockroom_catalog_lag{"))
