@@ -17,6 +17,9 @@ import java.util.List;
 final class Decider {
     private Decider() {}
 
+    /** `serve --break oversell`: skip the stock check, so that the checks can be seen to fail. */
+    static volatile boolean oversell = false;
+
     /** What a command came to. `next` is null when the state does not change. */
     record Decision(Product next, List<ObjectNode> events, Outcome outcome) {
         /** An extension member of a rejection's problem (`sku`, `available`, ...). */
@@ -109,7 +112,7 @@ final class Decider {
                             .with("reservation_id", id);
                 }
                 long available = p.onHand - p.reserved;
-                if (available < q) {
+                if (available < q && !oversell) {
                     return reject(c, 409, "insufficient-stock", "only " + available + " available")
                             .with("available", available);
                 }

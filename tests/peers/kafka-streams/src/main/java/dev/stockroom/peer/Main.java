@@ -26,6 +26,7 @@ import org.apache.kafka.streams.StreamsConfig;
  * peer serve   --bootstrap HOST:PORT --prefix P [--listen 127.0.0.1:0] [--addr-file F]
  *              [--guarantee exactly_once_v2|at_least_once] [--commit-interval-ms N]
  *              [--linger-ms 0] [--threads 2] [--partitions 8] [--state-dir DIR]
+ *              [--break oversell]   a deliberately broken peer, to see the checks fail
  * peer race    --url URL [--rounds 20] [--racers 8]        one winner per SKU and per last unit
  * peer check   --url URL --bootstrap HOST:PORT --prefix P  no overselling; events agree with the store
  * peer cleanup --bootstrap HOST:PORT --prefix P            deletes the run's topics
@@ -38,6 +39,8 @@ public final class Main {
     private Main() {}
 
     public static void main(String[] args) throws Exception {
+        // Kafka's clients log every config at INFO: warnings and errors are enough.
+        System.setProperty("org.slf4j.simpleLogger.defaultLogLevel", System.getProperty("peer.log", "warn"));
         if (args.length == 0) {
             System.err.println("usage: peer serve|race|check|cleanup --name value ... (see Main.java)");
             System.exit(2);
@@ -61,6 +64,10 @@ public final class Main {
         String prefix = o.need("prefix");
         Topics topics = Topics.of(prefix);
         int partitions = o.integer("partitions", 8);
+        if (o.get("break", "").equals("oversell")) {
+            Decider.oversell = true;
+            System.err.println("peer: BROKEN on purpose (--break oversell): reservations skip the stock check");
+        }
         createTopics(bootstrap, topics, partitions);
 
         Properties p = new Properties();
