@@ -36,12 +36,12 @@ final class Decider {
 
     static Decision decide(Product state, Command c, String position) {
         if (state != null) {
-            Outcome seen = state.recent.get("c:" + c.id);
+            Outcome seen = state.seen.get(c.id);
             if (seen != null) {
-                return new Decision(null, List.of(), seen); // delivered again: answered, not applied
+                return new Decision(null, List.of(), seen.withBody(c.sku)); // delivered again: answered, not applied
             }
             if (c.idempotencyKey != null) {
-                Outcome first = state.recent.get("k:" + c.idempotencyKey);
+                Outcome first = state.keys.get(c.idempotencyKey);
                 if (first != null) {
                     if (first.bodyHash != null && !first.bodyHash.equals(c.bodyHash)) {
                         return reject(c, 422, "validation",
@@ -53,10 +53,10 @@ final class Decider {
         }
         Decision d = apply(state, c, position);
         if (d.next != null) {
-            d.outcome.bodyHash = c.bodyHash;
-            d.next.remember("c:" + c.id, d.outcome);
+            Product.remember(d.next.seen, c.id, d.outcome.withoutBody());
             if (c.idempotencyKey != null) {
-                d.next.remember("k:" + c.idempotencyKey, d.outcome);
+                d.outcome.bodyHash = c.bodyHash;
+                Product.remember(d.next.keys, c.idempotencyKey, d.outcome);
             }
         }
         return d;
@@ -121,6 +121,7 @@ final class Decider {
                 p.version++;
                 events.add(event("stock.reserved", p, c).put("reservation_id", id).put("quantity", q));
                 o = success(c, 201, p, position);
+                o.reservationId = id;
                 o.body.put("reservation_id", id);
                 o.location = "/products/" + c.sku + "/reservations/" + id;
             }

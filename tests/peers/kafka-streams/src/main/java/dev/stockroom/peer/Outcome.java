@@ -14,6 +14,31 @@ public final class Outcome {
     public String location;
     /** The body hash of the request that set an idempotency key (to tell a replay from a reuse). */
     public String bodyHash;
+    /** The reservation a 201 to a reservation made. */
+    public String reservationId;
+
+    /** This accepted outcome without its body, to remember by command id. */
+    Outcome withoutBody() {
+        Outcome o = new Outcome();
+        o.commandId = commandId;
+        o.status = status;
+        o.version = version;
+        o.position = position;
+        o.location = location;
+        o.reservationId = reservationId;
+        return o;
+    }
+
+    /** A remembered accepted outcome with its body rebuilt, as first answered. */
+    Outcome withBody(String sku) {
+        Outcome o = withoutBody();
+        o.body = Json.object();
+        o.body.put("command_id", commandId).put("version", version).put("position", position).put("sku", sku);
+        if (reservationId != null) {
+            o.body.put("reservation_id", reservationId);
+        }
+        return o;
+    }
 
     boolean problem() {
         return status >= 400;

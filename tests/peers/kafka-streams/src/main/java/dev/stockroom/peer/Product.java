@@ -11,8 +11,8 @@ import java.util.Map;
  * same key, is answered from memory instead of applied again.
  */
 public final class Product {
-    /** How many recent command ids and idempotency keys each SKU remembers. */
-    static final int RECENT = 64;
+    /** How many recent command ids, and Idempotency-Keys, each SKU remembers. */
+    static final int RECENT = 32;
 
     public String sku;
     public String name;
@@ -28,13 +28,18 @@ public final class Product {
     public long reserved;
     /** Open reservations: id → quantity. */
     public Map<String, Long> reservations = new HashMap<>();
-    /** "c:" + command id or "k:" + idempotency key → what was answered (insertion order: oldest first). */
-    public LinkedHashMap<String, Outcome> recent = new LinkedHashMap<>();
+    /**
+     * Command id → what was answered, without its body (rebuilt from the rest): every
+     * command re-reads and re-writes this value, so it is kept small. Oldest first.
+     */
+    public LinkedHashMap<String, Outcome> seen = new LinkedHashMap<>();
+    /** Idempotency-Key → the whole first answer and its request's body hash. Oldest first. */
+    public LinkedHashMap<String, Outcome> keys = new LinkedHashMap<>();
 
-    void remember(String key, Outcome outcome) {
-        recent.put(key, outcome);
-        while (recent.size() > RECENT) {
-            recent.remove(recent.keySet().iterator().next());
+    static void remember(LinkedHashMap<String, Outcome> map, String key, Outcome outcome) {
+        map.put(key, outcome);
+        while (map.size() > RECENT) {
+            map.remove(map.keySet().iterator().next());
         }
     }
 }
