@@ -19,6 +19,13 @@
 #                    the raw rdkafka produce rate to it at the same concurrency
 #                    (topics/examples/kafka_produce_bench.rs)
 #   freshness_kafka  write -> visible in search on Kafka, at half the measured Kafka rate
+#   write_kafka_streams_{eos,eos_c10,alo}  the Kafka Streams peer (tests/peers/kafka-streams,
+#                    built here with mvn) on the same broker, driven by the same loadgen:
+#                    exactly_once_v2 with commit.interval.ms 100 (the default) and 10, and
+#                    at_least_once; CPU of the peer's JVM and the broker. Each run is warmed
+#                    up (the JIT) while `peer race` checks one winner per SKU and per last
+#                    unit, and is followed by `peer check` (no overselling; the events agree
+#                    with the store): a failed check fails the benchmark
 #   kafka_transactions  (full run only) the raw cost of Kafka transactions: transactional
 #                    producers committing every 1, 16, 128 records vs idempotent ones,
 #                    and read_committed vs read_uncommitted consumers' latency
@@ -33,14 +40,16 @@ quick=0
 case "${1:-}" in
     --quick) quick=1 ;;
     "") ;;
-    -h | --help) sed -n '2,28p' "$0"; exit 0 ;;
-    *) sed -n '2,28p' "$0" >&2; exit 2 ;;
+    -h | --help) sed -n '2,35p' "$0"; exit 0 ;;
+    *) sed -n '2,35p' "$0" >&2; exit 2 ;;
 esac
 if [ "$quick" = 1 ]; then
-    seconds=5 clients=16 products=500 events=100000 small=5000 large=20000
+    seconds=5 clients=16 products=500 events=100000 small=5000 large=20000 warmup=3 races=5
 else
-    seconds=30 clients=32 products=5000 events=1000000 small=100000 large=1000000
+    seconds=30 clients=32 products=5000 events=1000000 small=100000 large=1000000 warmup=10 races=20
 fi
+# Partitions of the Kafka topics: Stockroom's (`stockroom topics create`) and the peer's.
+partitions=8
 search_clients=4
 out=target/bench
 mkdir -p "$out"
@@ -53,6 +62,13 @@ cargo build -q --release -p stockroom-query --example replay
 cargo build -q --release -p stockroom-query --example search_bench
 cargo build -q --release -p stockroom-topics --example kafka_produce_bench
 cargo build -q --release -p stockroom-tests --example charts
+# The Kafka Streams peer: Maven fetches its dependencies from Maven Central the first
+# time (into ~/.m2), then builds offline-fast; its jar and libs land in its target/.
+peer_dir=tests/peers/kafka-streams
+command -v mvn >/dev/null && command -v java >/dev/null \
+    || { echo "bench.sh: the Kafka Streams peer needs Java 17 and Maven (mvn)" >&2; exit 1; }
+mvn -q -B -Dstyle.color=never -f "$peer_dir/pom.xml" package >&2
+peer_cp="$peer_dir/target/peer.jar:$peer_dir/target/lib/*"
 font=/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf
 if [ -z "${STOCKROOM_CHART_FONT:-}" ] && [ ! -f "$font" ]; then
     echo "bench.sh: installing fonts-dejavu-core (the charts' font)" >&2
@@ -133,7 +149,7 @@ fi
 python3 -c 'import json,sys; print(json.dumps({"local": sys.argv[1] == "1", "bootstrap": sys.argv[2], "broker_pid": sys.argv[3] or None}))' \
     "$([ -z "${STOCKROOM_KAFKA:-}" ] && echo 1 || echo 0)" "$kafka" "$broker_pid" > "$out/kafka_broker.json"
 prefix="bench-$$"
-"$bin/stockroom" topics create --kafka "$kafka" --topic-prefix "$prefix" "${kafka_props[@]}" >&2
+"$bin/stockroom" topics create --kafka "$kafka" --topic-prefix "$prefix" --partitions "$partitions" "${kafka_props[@]}" >&2
 start_node kafka --kafka "$kafka" --topic-prefix "$prefix" "${kafka_props[@]}"
 kafka_cpu="$node_pid${broker_pid:+,$broker_pid}"
 "$bin/examples/loadgen" --url "$url" --clients "$clients" --seconds "$seconds" --products 100 \
@@ -150,6 +166,43 @@ echo "== Kafka: raw produce, $clients concurrent single records, acks=all" >&2
 # shellcheck disable=SC2086
 "$bin/examples/kafka_produce_bench" "$kafka" 0 "$clients" 1 $props_file --seconds "$seconds" > "$out/raw_produce.txt"
 tail -1 "$out/raw_produce.txt" > "$out/raw_produce.json"
+
+# The Kafka Streams peer, one configuration at a time, alone with the broker and loadgen.
+# run_peer LABEL PEER-ARGS...: starts it on fresh topics and a fresh application id,
+# warms it up while `peer race` runs, measures, checks, stops it and deletes its topics.
+# (An array, not a function: `"${peer[@]}" serve &` must give the JVM's own pid to --cpu-pids.)
+peer=(java -XX:+UseParallelGC -Xms512m -Xmx2g -cp "$peer_cp" dev.stockroom.peer.Main)
+run_peer() {
+    local label="$1" dir="$work/$1" peer_prefix="peer-$$-$1"
+    shift
+    mkdir -p "$dir"
+    echo "== Kafka Streams peer, $label ($*): $clients clients, ${seconds}s after a ${warmup}s warm-up" >&2
+    "${peer[@]}" serve --bootstrap "$kafka" --prefix "$peer_prefix" --partitions "$partitions" --threads "$(nproc)" \
+        --linger-ms 0 --state-dir "$dir/state" --addr-file "$dir/addr" "$@" 2> "$dir.log" &
+    node_pid=$!
+    url=""
+    for _ in $(seq 1 1200); do
+        addr="$(cat "$dir/addr" 2>/dev/null || true)"
+        if [ -n "$addr" ] && curl -sf "http://$addr/health/readyz" >/dev/null; then url="http://$addr"; break; fi
+        kill -0 "$node_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    [ -n "$url" ] || { echo "bench.sh: the peer did not start (see $dir.log)" >&2; cat "$dir.log" >&2; exit 1; }
+    "$bin/examples/loadgen" --url "$url" --clients "$clients" --seconds "$warmup" --products 100 \
+        --label "${label}_warmup" > "$out/${label}_warmup.json" &
+    local warm=$!
+    "${peer[@]}" race --url "$url" --rounds "$races" --racers 8 > "$out/${label}_race.json"
+    wait "$warm"
+    "$bin/examples/loadgen" --url "$url" --clients "$clients" --seconds "$seconds" --products 100 \
+        --cpu-pids "$node_pid${broker_pid:+,$broker_pid}" --label "$label" > "$out/$label.json"
+    "${peer[@]}" check --url "$url" --bootstrap "$kafka" --prefix "$peer_prefix" > "$out/${label}_check.json"
+    stop_node
+    "${peer[@]}" cleanup --bootstrap "$kafka" --prefix "$peer_prefix" 2>/dev/null || true
+}
+run_peer write_kafka_streams_eos --guarantee exactly_once_v2
+run_peer write_kafka_streams_eos_c10 --guarantee exactly_once_v2 --commit-interval-ms 10
+run_peer write_kafka_streams_alo --guarantee at_least_once
+
 if [ "$quick" = 0 ]; then
     echo "== Kafka transactions: transactional vs idempotent producers, read_committed vs read_uncommitted" >&2
     : > "$out/kafka_transactions.jsonl"
@@ -185,4 +238,5 @@ done
 
 "$bin/examples/charts" "$out" >&2
 python3 scripts/bench_report.py "$out" "$([ "$quick" = 1 ] && echo "scripts/bench.sh --quick" || echo "scripts/bench.sh")"
+python3 "$peer_dir/report.py" "$out"
 echo "bench.sh: wrote $out/results.json and $out/results.md" >&2

@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! charts DIR     # reads DIR/write_embedded.json, DIR/write_postgres.json, DIR/write_kafka.json
+//!                # and the Kafka Streams peer's DIR/write_kafka_streams_{eos,eos_c10,alo}.json
 //! ```
 //!
 //! Text is drawn with DejaVu Sans (Debian's fonts-dejavu-core), or the font named by
@@ -18,6 +19,9 @@ const SERIES: &[(&str, &str, RGBColor)] = &[
     ("write_embedded", "Stockroom, embedded", RGBColor(31, 119, 180)),
     ("write_postgres", "PostgreSQL design", RGBColor(214, 39, 40)),
     ("write_kafka", "Stockroom, Apache Kafka", RGBColor(44, 160, 44)),
+    ("write_kafka_streams_eos", "Kafka Streams peer, exactly-once", RGBColor(148, 103, 189)),
+    ("write_kafka_streams_eos_c10", "Kafka Streams peer, exactly-once, commit 10 ms", RGBColor(140, 86, 75)),
+    ("write_kafka_streams_alo", "Kafka Streams peer, at-least-once", RGBColor(255, 127, 14)),
 ];
 
 fn load(dir: &Path, name: &str) -> Option<Value> {
