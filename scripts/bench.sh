@@ -83,7 +83,8 @@ pg="host=127.0.0.1 port=${PGPORT:-5544} user=postgres dbname=bench"
 work="$(mktemp -d)"
 node_pid=""
 cleanup() {
-    [ -n "$node_pid" ] && kill "$node_pid" 2>/dev/null || true
+    # Wait for it too: a stopping JVM peer still writes its state directory under $work.
+    [ -n "$node_pid" ] && { kill "$node_pid" 2>/dev/null; wait "$node_pid" 2>/dev/null; } || true
     rm -rf "$work"
 }
 trap cleanup EXIT
