@@ -3,7 +3,7 @@ package dev.stockroom.peer;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 
 /** The answer to one command, as the processor publishes it to `results` (key: the command id). */
-public final class Outcome {
+public final class Outcome implements Cloneable {
     public String commandId;
     public int status;
     /** The JSON body: `{command_id, version, position, sku, ...}` or a problem. */
@@ -19,14 +19,14 @@ public final class Outcome {
 
     /** This accepted outcome without its body, to remember by command id. */
     Outcome withoutBody() {
-        Outcome o = new Outcome();
-        o.commandId = commandId;
-        o.status = status;
-        o.version = version;
-        o.position = position;
-        o.location = location;
-        o.reservationId = reservationId;
-        return o;
+        try {
+            Outcome o = (Outcome) clone();
+            o.body = null;
+            o.bodyHash = null;
+            return o;
+        } catch (CloneNotSupportedException e) {
+            throw new AssertionError(e);
+        }
     }
 
     /** A remembered accepted outcome with its body rebuilt, as first answered. */
