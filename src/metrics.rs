@@ -103,15 +103,16 @@ pub async fn render(State(metrics): State<Arc<Metrics>>) -> Response {
     let mut registry = Registry::default();
     registry.register("stockroom_http_requests", "HTTP requests answered", metrics.http.requests.clone());
     registry.register("stockroom_http_request_duration_seconds", "HTTP request latency", metrics.http.latency.clone());
-    let mut dead = 0;
+    // Left out while the log cannot say (a 0 would read as "nothing dead-lettered").
+    let mut dead = Some(0);
     for p in 0..metrics.log.partitions(Topic::Dlq) {
-        dead += metrics.log.end_offset(Topic::Dlq, Partition(p)).await.map_or(0, |end| end.0);
+        let end = metrics.log.end_offset(Topic::Dlq, Partition(p)).await.ok();
+        dead = dead.zip(end).map(|(sum, end)| sum + end.0);
     }
-    registry.register(
-        "stockroom_dlq_records",
-        "records written to the dead-letter topic (its end offsets)",
-        gauge(dead),
-    );
+    if let Some(dead) = dead {
+        let help = "records written to the dead-letter topic (its end offsets)";
+        registry.register("stockroom_dlq_records", help, gauge(dead));
+    }
     if let Some(health) = &metrics.processor {
         register_processor(&mut registry, &metrics.log, health).await;
     }
