@@ -239,5 +239,4 @@ done
 
 "$bin/examples/charts" "$out" >&2
 python3 scripts/bench_report.py "$out" "$([ "$quick" = 1 ] && echo "scripts/bench.sh --quick" || echo "scripts/bench.sh")"
-python3 "$peer_dir/report.py" "$out"
 echo "bench.sh: wrote $out/results.json and $out/results.md" >&2

@@ -155,6 +155,49 @@ if transactions:
     # batch), concurrency, batch, records/s, batch latency, and sent -> consumed
     # latency of a read_committed and a read_uncommitted consumer.
     results["kafka_transactions"] = transactions
+# The Kafka Streams peer (tests/peers/kafka-streams), one run per guarantee: its JVM's
+# and the broker's CPU, next to write_kafka's node and broker; its race and state checks.
+PEER_RUNS = [
+    ("write_kafka_streams_eos", "exactly_once_v2", 100),
+    ("write_kafka_streams_eos_c10", "exactly_once_v2", 10),
+    ("write_kafka_streams_alo", "at_least_once", 30000),
+]
+
+
+def peer_runs(results):
+    stockroom, rows = results["write_kafka"], []
+    for key, guarantee, commit in PEER_RUNS:
+        if not os.path.exists(os.path.join(out, key + ".json")):
+            continue
+        run, race, check = load(key), load(key + "_race"), load(key + "_check")
+        r = {k: run[k] for k in ("clients", "commands_per_s", "p50_ms", "p99_ms", "cpu_s_per_1000_commands",
+                                 "p999_ms", "errors", "rejected")}
+        r.update({
+            "peer_cpu_s_per_1000_commands": per_1000(run, 0),
+            "broker_cpu_s_per_1000_commands": per_1000(run, 1),
+            "processing_guarantee": guarantee,
+            "commit_interval_ms": commit,
+            "linger_ms": 0,
+            "stream_threads": os.cpu_count(),
+            "stockroom_over_peer": stockroom["commands_per_s"] / max(run["commands_per_s"], 1e-9),
+            "race_check": race,
+            "state_check": check,
+        })
+        results[key] = r
+        cpu = "–" if r["cpu_s_per_1000_commands"] is None else f"{r['cpu_s_per_1000_commands']:.2f}"
+        if r["broker_cpu_s_per_1000_commands"] is not None:
+            cpu += f" (peer {r['peer_cpu_s_per_1000_commands']:.2f}, broker {r['broker_cpu_s_per_1000_commands']:.2f})"
+        ok = all(c and c.get("ok") for c in (race, check))
+        rows.append((
+            f"Write, Kafka Streams peer ({guarantee}, commit.interval.ms {commit}): commands/s",
+            f"{r['commands_per_s']:,.0f}",
+            f"p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, p99.9 {r['p999_ms']:.1f} ms; {cpu} CPU-s/1000; "
+            f"Stockroom on Kafka = {r['stockroom_over_peer']:.2f}× its rate (p99 {stockroom['p99_ms']:.1f} ms); "
+            f"checks {'passed' if ok else 'FAILED'}"))
+    return rows
+
+
+peer_rows = peer_runs(results)
 with open(os.path.join(out, "results.json"), "w") as f:
     json.dump(results, f, indent=2)
     f.write("\n")
@@ -206,6 +249,13 @@ m = results["machine"]
 md = [f"# Benchmark results\n", f"`{command}` on {m['cores']} cores ({m['cpu_model']}), {w['clients']} clients.\n",
       "| measure | value | detail |", "|---|---|---|"]
 md += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+if peer_rows:
+    sk = results["write_kafka"]
+    md += ["", "## Kafka Streams peer (tests/peers/kafka-streams), same broker, same load generator", "",
+           "| measure | value | detail |", "|---|---|---|",
+           f"| Write, Kafka: Stockroom commands/s | {sk['commands_per_s']:,.0f} | p50 {sk['p50_ms']:.1f} ms, "
+           f"p99 {sk['p99_ms']:.1f} ms; {sk['cpu_s_per_1000_commands'] or 0:.2f} CPU-s/1000 (node + broker) |"]
+    md += [f"| {a} | {b} | {c} |" for a, b, c in peer_rows]
 with open(os.path.join(out, "results.md"), "w") as f:
     f.write("\n".join(md) + "\n")
 print("\n".join(md))
