@@ -1,5 +1,6 @@
 //! The command processor: one task per owned partition of `commands`, each the only
-//! writer of the same partition of `events`.
+//! writer of the same partition of `events`. The workers of a node share one reader
+//! of `commands` (`feed`): one consumer and fetch session for all owned partitions.
 //!
 //! # The protocol, and what a crash at each step does
 //!
@@ -45,6 +46,7 @@
 //! "unavailable" answer.
 
 mod batch;
+mod feed;
 mod fold;
 mod health;
 mod worker;
@@ -125,6 +127,8 @@ pub(crate) struct Shared {
     /// for a reassigned partition waits until the previous one has stopped, so two
     /// workers of this node never write the same partition store.
     pub running: Mutex<HashMap<Partition, Arc<tokio::sync::Mutex<()>>>>,
+    /// One reader of `commands` for all the partitions this node serves.
+    pub feed: feed::CommandFeed,
 }
 
 impl Shared {
@@ -143,6 +147,7 @@ impl Processor {
     pub fn new(log: EventLog, store: StateStore, config: ProcessorConfig) -> Processor {
         let owner = format!("{}-{}", config.node_id, uuid::Uuid::new_v4().simple());
         let source = format!("/stockroom/{}/processor", config.node_id);
+        let feed = feed::CommandFeed::new(log.clone(), config.max_batch);
         let shared = Shared {
             log,
             store,
@@ -152,6 +157,7 @@ impl Processor {
             health: Arc::new(ProcessorHealth::default()),
             local_api: std::sync::OnceLock::new(),
             running: Mutex::new(HashMap::new()),
+            feed,
         };
         Processor { shared: Arc::new(shared) }
     }
@@ -180,6 +186,7 @@ impl Processor {
         cancel: CancellationToken,
     ) {
         let partitions: Vec<Partition> = partitions.into_iter().collect();
+        let _ = self.shared.feed.tracker.set(tracker.clone());
         self.shared.health.assign(&partitions);
         for partition in partitions {
             let shared = self.shared.clone();
@@ -193,6 +200,7 @@ impl Processor {
     /// the group instead of claiming the partition back.
     pub fn follow(&self, mut membership: PartitionMembership, tracker: &TaskTracker, cancel: CancellationToken) {
         let shared = self.shared.clone();
+        let _ = shared.feed.tracker.set(tracker.clone());
         let workers = tracker.clone();
         tracker.spawn(async move {
             let reclaim = membership.reclaims_when_fenced();

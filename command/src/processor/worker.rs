@@ -68,9 +68,8 @@ impl Worker {
 
     /// Steps 3 to 6, until cancelled or fenced.
     pub async fn run(mut self, cancel: CancellationToken) -> Result<(), ProcessorError> {
-        let log = self.shared.log.clone();
         let from = self.commands_start().await?;
-        let mut commands = log.reader(Topic::Commands, &[(self.partition, from)])?;
+        let mut commands = self.shared.feed.subscribe(self.partition, from);
         self.shared.health.set_commands_next(self.partition, from.0);
         self.shared.health.set(self.partition, PartitionState::Serving);
         let mut next_sweep = Instant::now();
