@@ -11,6 +11,9 @@
 #                    (tests/examples/loadgen.rs), next to the raw append rate of the
 #                    embedded log at the same concurrency (topics/examples/append_bench.rs)
 #   write_postgres   the same mix as SQL transactions on PostgreSQL (durable commits)
+#   write_scaling    how cost grows: the same mix at 1, 8, 32 and 128 clients (--quick: 1
+#                    and 8), Stockroom embedded and the PostgreSQL design, a fresh node
+#                    and database for each point (target/bench/scaling.png)
 #   freshness        write -> visible in search, at half the measured embedded rate
 #   replay           rebuild of the catalog from a log of N events, next to the raw
 #                    read of that log (query/examples/replay.rs)
@@ -32,7 +35,7 @@
 #   search_100k/1m   queries over HTTP, the same queries in process on the tantivy index
 #                    (query/examples/search_bench.rs), and on PostgreSQL full-text
 #                    search (tsvector + GIN, ts_rank) over the same products
-#   charts           target/bench/latency.png and throughput.png (tests/examples/charts.rs)
+#   charts           target/bench/latency.png, throughput.png and scaling.png (tests/examples/charts.rs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,13 +43,15 @@ quick=0
 case "${1:-}" in
     --quick) quick=1 ;;
     "") ;;
-    -h | --help) sed -n '2,35p' "$0"; exit 0 ;;
-    *) sed -n '2,35p' "$0" >&2; exit 2 ;;
+    -h | --help) sed -n '2,38p' "$0"; exit 0 ;;
+    *) sed -n '2,38p' "$0" >&2; exit 2 ;;
 esac
 if [ "$quick" = 1 ]; then
     seconds=5 clients=16 products=500 events=100000 small=5000 large=20000 warmup=3 races=5
+    scaling_clients="1 8" scaling_seconds=2
 else
     seconds=30 clients=32 products=5000 events=1000000 small=100000 large=1000000 warmup=10 races=20
+    scaling_clients="1 8 32 128" scaling_seconds=10
 fi
 # Partitions of the Kafka topics: Stockroom's (`stockroom topics create`) and the peer's.
 partitions=8
@@ -125,6 +130,17 @@ echo "== write path, PostgreSQL: $clients clients, ${seconds}s" >&2
 psql -q -h 127.0.0.1 -p "${PGPORT:-5544}" -U postgres -c 'DROP DATABASE IF EXISTS bench' -c 'CREATE DATABASE bench' 2>/dev/null
 "$bin/examples/loadgen" --postgres "$pg" --clients "$clients" --seconds "$seconds" --products "$products" \
     --cpu-comm postgres --label write_postgres > "$out/write_postgres.json"
+
+echo "== how write cost grows: $scaling_clients clients, ${scaling_seconds}s each" >&2
+for c in $scaling_clients; do
+    start_node "scale-$c"
+    "$bin/examples/loadgen" --url "$url" --clients "$c" --seconds "$scaling_seconds" --products "$products" \
+        --cpu-pids "$node_pid" --label "scaling_embedded_$c" > "$out/scaling_embedded_$c.json"
+    stop_node
+    psql -q -h 127.0.0.1 -p "${PGPORT:-5544}" -U postgres -c 'DROP DATABASE IF EXISTS bench' -c 'CREATE DATABASE bench' 2>/dev/null
+    "$bin/examples/loadgen" --postgres "$pg" --clients "$c" --seconds "$scaling_seconds" --products "$products" \
+        --cpu-comm postgres --label "scaling_postgres_$c" > "$out/scaling_postgres_$c.json"
+done
 
 echo "== freshness at half the embedded rate" >&2
 half="$(python3 -c 'import json,sys; print(max(1, int(json.load(open(sys.argv[1]))["commands_per_s"] / 2)))' "$out/write_embedded.json")"

@@ -197,6 +197,19 @@ def peer_runs(results):
     return rows
 
 
+def write_scaling():
+    """The same mix at each client count of the scaling runs (scaling_{embedded,postgres}_N.json)."""
+    counts = sorted({int(m.group(1)) for name in os.listdir(out)
+                     for m in [re.fullmatch(r"scaling_embedded_(\d+)\.json", name)] if m})
+    keys = ("clients", "commands_per_s", "p50_ms", "p99_ms", "cpu_s_per_1000_commands")
+    return {
+        system: [{k: load(f"scaling_{system}_{c}")[k] for k in keys}
+                 for c in counts if os.path.exists(os.path.join(out, f"scaling_{system}_{c}.json"))]
+        for system in ("embedded", "postgres")
+    }
+
+
+results["write_scaling"] = write_scaling()
 peer_rows = peer_runs(results)
 with open(os.path.join(out, "results.json"), "w") as f:
     json.dump(results, f, indent=2)
@@ -244,7 +257,7 @@ for key in ("search_100k", "search_1m"):
         (f"Search, {n(q['products'])} products, in process (tantivy, 1 at a time)", f"p99 {n(q['inprocess_p99_ms'], 2)} ms", f"p50 {n(q['inprocess_p50_ms'], 2)} ms, {n(q['inprocess_qps'])} queries/s"),
         (f"Search, {n(q['products'])} products, PostgreSQL FTS ({q['clients']} clients): queries/s", n(q["postgres_qps"]), f"p50 {n(q['postgres_p50_ms'], 2)} ms, p99 {n(q['postgres_p99_ms'], 2)} ms; Stockroom = {q['qps'] / max(q['postgres_qps'], 1e-9):.1f}× its rate"),
     ]
-rows.append(("Charts", "latency.png, throughput.png", "beside this file"))
+rows.append(("Charts", "latency.png, throughput.png, scaling.png", "beside this file"))
 m = results["machine"]
 md = [f"# Benchmark results\n", f"`{command}` on {m['cores']} cores ({m['cpu_model']}), {w['clients']} clients.\n",
       "| measure | value | detail |", "|---|---|---|"]
@@ -256,6 +269,17 @@ if peer_rows:
            f"| Write, Kafka: Stockroom commands/s | {sk['commands_per_s']:,.0f} | p50 {sk['p50_ms']:.1f} ms, "
            f"p99 {sk['p99_ms']:.1f} ms; {sk['cpu_s_per_1000_commands'] or 0:.2f} CPU-s/1000 (node + broker) |"]
     md += [f"| {a} | {b} | {c} |" for a, b, c in peer_rows]
+scaling = results["write_scaling"]
+if scaling["embedded"]:
+    md += ["", "## How write cost grows (a fresh node or database per point)", "",
+           "| clients | Stockroom embedded commands/s | p99 ms | PostgreSQL commands/s | p99 ms | ratio |",
+           "|---|---|---|---|---|---|"]
+    by_clients = {r["clients"]: r for r in scaling["postgres"]}
+    for e in scaling["embedded"]:
+        q = by_clients.get(e["clients"], {})
+        ratio = f"{e['commands_per_s'] / q['commands_per_s']:.2f}×" if q.get("commands_per_s") else "–"
+        md.append(f"| {e['clients']} | {n(e['commands_per_s'])} | {n(e['p99_ms'], 1)} | "
+                  f"{n(q.get('commands_per_s'))} | {n(q.get('p99_ms'), 1)} | {ratio} |")
 with open(os.path.join(out, "results.md"), "w") as f:
     f.write("\n".join(md) + "\n")
 print("\n".join(md))

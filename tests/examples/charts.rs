@@ -1,6 +1,8 @@
 //! The charts of scripts/bench.sh, as PNG files, from the load generator's results:
 //! `latency.png` (the latency distribution of the write paths, percentile by
-//! percentile) and `throughput.png` (commands completed in each second of the run).
+//! percentile), `throughput.png` (commands completed in each second of the run) and
+//! `scaling.png` (throughput and p99 against the number of clients, embedded and
+//! PostgreSQL, from `scaling_{embedded,postgres}_N.json`).
 //!
 //! ```text
 //! charts DIR     # reads DIR/write_embedded.json, DIR/write_postgres.json, DIR/write_kafka.json
@@ -124,6 +126,56 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     chart.configure_mesh().x_desc("second of the run").y_desc("commands/s").draw()?;
     lines(&mut chart, &runs, series)?;
     root.present()?;
-    println!("wrote {} and {}", dir.join("latency.png").display(), dir.join("throughput.png").display());
+    scaling(dir)?;
+    println!("wrote latency.png, throughput.png and scaling.png in {}", dir.display());
+    Ok(())
+}
+
+/// Throughput (solid, left axis) and p99 (dashed, right axis) against clients (log
+/// scale), one colour per system.
+fn scaling(dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    let systems = [("embedded", "Stockroom, embedded", SERIES[0].2), ("postgres", "PostgreSQL design", SERIES[1].2)];
+    let mut points: Vec<(&str, RGBColor, Vec<(f64, f64, f64)>)> = Vec::new();
+    for (system, label, color) in systems {
+        let prefix = format!("scaling_{system}_");
+        let mut runs: Vec<(f64, f64, f64)> = std::fs::read_dir(dir)?
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter_map(|name| name.strip_prefix(&prefix)?.strip_suffix(".json").map(str::to_owned))
+            .filter_map(|clients| {
+                let run = load(dir, &format!("{prefix}{clients}"))?;
+                Some((clients.parse().ok()?, run["commands_per_s"].as_f64()?, run["p99_ms"].as_f64()?))
+            })
+            .collect();
+        runs.sort_by(|a, b| a.0.total_cmp(&b.0));
+        points.push((label, color, runs));
+    }
+    let all = || points.iter().flat_map(|(_, _, r)| r.iter().copied());
+    if all().next().is_none() {
+        return Ok(());
+    }
+    let max_clients = all().map(|p| p.0).fold(2.0f64, f64::max);
+    let top_rate = all().map(|p| p.1).fold(1.0f64, f64::max);
+    let top_p99 = all().map(|p| p.2).fold(1.0f64, f64::max);
+    let path = dir.join("scaling.png");
+    let root = BitMapBackend::new(&path, (900, 540)).into_drawing_area();
+    let mut chart = frame(&root, "Writes by clients: commands/s (solid), p99 ms (dashed)")?
+        .right_y_label_area_size(70)
+        .build_cartesian_2d((1f64..max_clients * 1.2).log_scale(), 0f64..top_rate * 1.15)?
+        .set_secondary_coord((1f64..max_clients * 1.2).log_scale(), 0f64..top_p99 * 1.15);
+    chart.configure_mesh().x_desc("clients").y_desc("commands/s").draw()?;
+    chart.configure_secondary_axes().y_desc("p99 ms").draw()?;
+    for (label, color, runs) in &points {
+        let color = *color;
+        chart
+            .draw_series(LineSeries::new(runs.iter().map(|p| (p.0, p.1)), color.stroke_width(2)))?
+            .label(format!("{label}, commands/s"))
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
+        chart
+            .draw_secondary_series(DashedLineSeries::new(runs.iter().map(|p| (p.0, p.2)), 6, 4, color.stroke_width(2)))?
+            .label(format!("{label}, p99 ms"))
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(1)));
+    }
+    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
+    root.present()?;
     Ok(())
 }
