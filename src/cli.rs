@@ -139,7 +139,7 @@ pub struct ReplayArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum TopicsCommand {
-    /// Create the topics (commands, events, results, replay, dlq) with their settings.
+    /// Create the topics (commands, events, results, replay, dlq, sources) with their settings.
     /// Existing topics are kept; they must be co-partitioned, or this refuses.
     Create(TopicsCreateArgs),
 }

@@ -5,6 +5,7 @@ mod admin;
 mod auth;
 mod cli;
 mod export;
+mod ingest;
 mod limits;
 mod metrics;
 mod ops;

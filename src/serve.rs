@@ -133,6 +133,16 @@ async fn write_side(args: &ServeArgs, node: &mut Node) -> anyhow::Result<(StateS
     processor.follow(log.membership(&args.group_config())?, &node.tracker, node.cancel.clone());
     let client = CommandClient::start(log.clone(), args.node_id(), &node.tracker, node.cancel.clone()).await?;
     processor.answer_locally(client.clone());
+    let ingest = crate::ingest::Ingest::start(
+        log.clone(),
+        client.clone(),
+        args.write_timeout,
+        &node.tracker,
+        node.cancel.clone(),
+    )
+    .await?;
+    let ingest_api = crate::ingest::http::IngestApi { ingest, tracker: node.tracker.clone() };
+    node.add_api(crate::ingest::router(ingest_api), crate::ingest::IngestApiDoc::openapi());
     let api = CommandApi { client, write_timeout: args.write_timeout };
     node.add_api(stockroom_command::router(api), stockroom_command::CommandApiDoc::openapi());
     let health = processor.health();

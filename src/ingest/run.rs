@@ -1,0 +1,458 @@
+//! One run of a feed: rows kept, cleaned, matched, merged and written (see the
+//! module doc of `ingest`), with counts that add up: `read = created + updated +
+//! unchanged + rejected`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use stockroom_command::CommandClient;
+use stockroom_command::client::Submitted;
+use stockroom_command::protocol::{CommandRecord, Outcome, Target};
+use stockroom_domain::ingest::clean::CleanRules;
+use stockroom_domain::ingest::merge::is_empty;
+use stockroom_domain::ingest::{CleanRow, FeedOrigin, FeedRow, clean_row, match_key, merge_patch};
+use stockroom_domain::product::{NewProduct, Product, ProductCommand};
+use stockroom_domain::{CommandId, Rejection, Sku, Timestamp};
+use stockroom_topics::envelope::{self, Envelope};
+use stockroom_topics::{EventLog, LogResult, Offset, Partition, Topic, time};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::warn;
+
+use super::feed::Mapped;
+use super::sources::SourceDef;
+use super::view::{self, MatchView};
+
+const DEFINITION_TYPE: &str = "stockroom.ingest.source-defined";
+const ROW_TYPE: &str = "stockroom.ingest.row-received";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    Delta,
+    Snapshot,
+}
+
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct RowRejection {
+    /// 1-based position of the row in the feed.
+    pub row: usize,
+    pub source_id: Option<String>,
+    pub reason: String,
+}
+
+/// `GET /ingest/runs/{run_id}`
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct RunReport {
+    pub run_id: String,
+    pub source: String,
+    pub mode: Mode,
+    /// `running`, `done` or `failed`
+    pub state: &'static str,
+    /// Rows in the feed.
+    pub total: usize,
+    pub read: usize,
+    pub created: usize,
+    pub updated: usize,
+    pub unchanged: usize,
+    pub rejected: usize,
+    pub warnings: usize,
+    /// Products discontinued by a snapshot (not rows; not part of `read`).
+    pub discontinued: usize,
+    pub rejections: Vec<RowRejection>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct Ingest {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    log: EventLog,
+    client: CommandClient,
+    write_timeout: Duration,
+    sources: Mutex<BTreeMap<String, SourceDef>>,
+    view: Arc<Mutex<MatchView>>,
+    folded: watch::Receiver<u64>,
+    runs: Mutex<HashMap<String, RunReport>>,
+    /// One run at a time: rows of two runs never race for one product.
+    running: tokio::sync::Mutex<()>,
+}
+
+enum RowResult {
+    Created,
+    Updated,
+    Unchanged,
+}
+
+impl Ingest {
+    /// Reads the source definitions from the log and starts following `events`.
+    pub async fn start(
+        log: EventLog,
+        client: CommandClient,
+        write_timeout: Duration,
+        tracker: &TaskTracker,
+        cancel: CancellationToken,
+    ) -> LogResult<Ingest> {
+        let sources = read_definitions(&log).await?;
+        let view = Arc::new(Mutex::new(MatchView::default()));
+        let (tx, folded) = watch::channel(0);
+        let following = (log.clone(), view.clone());
+        tracker.spawn(async move {
+            if let Err(e) = view::follow(following.0, following.1, tx, cancel).await {
+                warn!(error = %e, "ingestion match tables stopped");
+            }
+        });
+        Ok(Ingest {
+            inner: Arc::new(Inner {
+                log,
+                client,
+                write_timeout,
+                sources: Mutex::new(sources),
+                view,
+                folded,
+                runs: Mutex::new(HashMap::new()),
+                running: tokio::sync::Mutex::new(()),
+            }),
+        })
+    }
+
+    pub fn source(&self, name: &str) -> Option<SourceDef> {
+        lock(&self.inner.sources).get(name).cloned()
+    }
+
+    pub fn sources(&self) -> BTreeMap<String, SourceDef> {
+        lock(&self.inner.sources).clone()
+    }
+
+    /// Keeps a definition in the log; returns whether it is new.
+    pub async fn define(&self, name: &str, def: SourceDef) -> LogResult<bool> {
+        let payload = serde_json::json!({"name": name, "definition": def});
+        let key = format!("definition/{name}");
+        self.append(DEFINITION_TYPE, &key, payload.to_string().into_bytes()).await?;
+        Ok(lock(&self.inner.sources).insert(name.to_owned(), def).is_none())
+    }
+
+    pub fn run(&self, id: &str) -> Option<RunReport> {
+        lock(&self.inner.runs).get(id).cloned()
+    }
+
+    /// Starts a run over `rows`; returns its id at once.
+    pub fn submit(
+        &self,
+        source: String,
+        def: SourceDef,
+        mode: Mode,
+        rows: Vec<Mapped>,
+        tracker: &TaskTracker,
+    ) -> String {
+        let run_id = format!("run-{}", uuid::Uuid::new_v4().simple());
+        let report = RunReport {
+            run_id: run_id.clone(),
+            source: source.clone(),
+            mode,
+            state: "running",
+            total: rows.len(),
+            read: 0,
+            created: 0,
+            updated: 0,
+            unchanged: 0,
+            rejected: 0,
+            warnings: 0,
+            discontinued: 0,
+            rejections: Vec::new(),
+            error: None,
+        };
+        lock(&self.inner.runs).insert(run_id.clone(), report);
+        let this = self.clone();
+        let id = run_id.clone();
+        tracker.spawn(async move {
+            let _one = this.inner.running.lock().await;
+            let result = this.execute(&id, &source, &def, mode, rows).await;
+            this.update(&id, |r| match result {
+                Ok(()) => r.state = "done",
+                Err(e) => {
+                    r.state = "failed";
+                    r.error = Some(e);
+                }
+            });
+        });
+        run_id
+    }
+
+    fn update(&self, id: &str, f: impl FnOnce(&mut RunReport)) {
+        if let Some(r) = lock(&self.inner.runs).get_mut(id) {
+            f(r);
+        }
+    }
+
+    async fn execute(
+        &self,
+        id: &str,
+        source: &str,
+        def: &SourceDef,
+        mode: Mode,
+        rows: Vec<Mapped>,
+    ) -> Result<(), String> {
+        // 1. Keep the raw rows, in batches, before deciding anything about them.
+        for chunk in rows.chunks(512) {
+            let mut by_partition: BTreeMap<Partition, Vec<_>> = BTreeMap::new();
+            for row in chunk.iter().flatten() {
+                let key = format!("{source}/{}", row.source_id);
+                let payload = serde_json::json!({"source": source, "run_id": id, "row": row});
+                let record = self.record(ROW_TYPE, &key, payload.to_string().into_bytes());
+                by_partition
+                    .entry(self.inner.log.partition_for_key(Topic::Sources, key.as_bytes()))
+                    .or_default()
+                    .push(record);
+            }
+            for (p, records) in by_partition {
+                self.inner.log.append(Topic::Sources, p, records).await.map_err(|e| e.to_string())?;
+            }
+        }
+        let rules = CleanRules { price_unit: def.price_unit, currency: &def.currency, category_map: &def.category_map };
+        let mut listed = std::collections::HashSet::new();
+        for (i, mapped) in rows.iter().enumerate() {
+            let row_no = i + 1;
+            let outcome = match mapped {
+                Err(reason) => Err((None, reason.clone())),
+                Ok(row) => match clean_row(row, &rules) {
+                    Err(r) => Err((Some(row.source_id.clone()), r.to_string())),
+                    Ok(cleaned) => {
+                        self.update(id, |r| r.warnings += cleaned.warnings as usize);
+                        let result = self.write_row(source, def.priority, row, &cleaned.row).await;
+                        if let Ok((_, sku)) = &result {
+                            listed.insert(sku.clone());
+                        }
+                        result.map(|(r, _)| r).map_err(|reason| (Some(row.source_id.clone()), reason))
+                    }
+                },
+            };
+            self.update(id, |r| {
+                r.read += 1;
+                match outcome {
+                    Ok(RowResult::Created) => r.created += 1,
+                    Ok(RowResult::Updated) => r.updated += 1,
+                    Ok(RowResult::Unchanged) => r.unchanged += 1,
+                    Err((source_id, reason)) => {
+                        r.rejected += 1;
+                        r.rejections.push(RowRejection { row: row_no, source_id, reason });
+                    }
+                }
+            });
+        }
+        if mode == Mode::Snapshot {
+            let gone: Vec<Product> = {
+                let v = lock(&self.inner.view);
+                v.listed_only_by(source).into_iter().filter(|p| !listed.contains(&p.sku)).cloned().collect()
+            };
+            for p in gone {
+                let cmd = ProductCommand::Discontinue;
+                match self.send(&p.sku, cmd, Some(p.version), source).await {
+                    Ok(Outcome::Accepted { .. }) => self.update(id, |r| r.discontinued += 1),
+                    Ok(other) => warn!(sku = %p.sku, outcome = ?other, "snapshot could not discontinue"),
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Matches, merges and writes one clean row. Retries a few times when a PATCH
+    /// lands between the merge and the write (version mismatch).
+    async fn write_row(
+        &self,
+        source: &str,
+        priority: i64,
+        raw: &FeedRow,
+        row: &CleanRow,
+    ) -> Result<(RowResult, Sku), String> {
+        let origin = FeedOrigin { source: source.to_owned(), source_id: row.source_id.clone() };
+        for _attempt in 0..5 {
+            let (sku, cmd, expected) = {
+                let v = lock(&self.inner.view);
+                let found = v
+                    .by_source(source, &row.source_id)
+                    .or_else(|| row.details.gtin.as_ref().and_then(|g| v.by_gtin(&g.canonical())))
+                    .or_else(|| match_key(row.details.brand.as_deref(), &row.details.name).and_then(|k| v.by_key(&k)));
+                let new_sku = row.sku.clone().unwrap_or_else(|| derived_sku(source, &row.source_id));
+                let found = found.or_else(|| v.products.get(&new_sku));
+                match found {
+                    Some(p) => {
+                        let sources = lock(&self.inner.sources);
+                        let priority_of = |s: &str| sources.get(s).map_or(i64::MIN, |d| d.priority);
+                        let mut patch = merge_patch(p, &row.details, source, priority, priority_of);
+                        if is_empty(&patch) && p.sources.contains(&origin) {
+                            return Ok((RowResult::Unchanged, p.sku.clone()));
+                        }
+                        patch.origin = Some(origin.clone());
+                        (p.sku.clone(), ProductCommand::UpdateDetails(patch), p.version)
+                    }
+                    None => {
+                        let new = NewProduct {
+                            details: row.details.clone(),
+                            initial_stock: row.stock,
+                            origin: Some(origin.clone()),
+                        };
+                        (new_sku, ProductCommand::Register(new), 0)
+                    }
+                }
+            };
+            let created = matches!(cmd, ProductCommand::Register(_));
+            let _ = raw;
+            match self.send(&sku, cmd, Some(expected), source).await? {
+                Outcome::Accepted { version, .. } => {
+                    self.wait_folded(&sku, version).await;
+                    let result = if created {
+                        RowResult::Created
+                    } else if version > expected {
+                        RowResult::Updated
+                    } else {
+                        RowResult::Unchanged
+                    };
+                    return Ok((result, sku));
+                }
+                Outcome::Rejected { rejection: Rejection::VersionMismatch { .. } | Rejection::SkuTaken { .. } } => {
+                    self.wait_folded(&sku, expected + 1).await;
+                    continue;
+                }
+                Outcome::Rejected { rejection } => return Err(rejection_reason(&rejection)),
+                other => return Err(format!("the write failed: {other:?}")),
+            }
+        }
+        Err("the product kept changing while the row was merged; send the feed again".into())
+    }
+
+    /// Waits (bounded) until the match tables hold `sku` at `version` or later.
+    async fn wait_folded(&self, sku: &Sku, version: u64) {
+        let mut folded = self.inner.folded.clone();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            if lock(&self.inner.view).products.get(sku).is_some_and(|p| p.version >= version) {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, folded.changed()).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    async fn send(
+        &self,
+        sku: &Sku,
+        command: ProductCommand,
+        expected: Option<u64>,
+        source: &str,
+    ) -> Result<Outcome, String> {
+        let target = Target::Product { sku: sku.clone(), command };
+        let body = serde_json::to_vec(&target).map_err(|e| e.to_string())?;
+        let version = expected.unwrap_or_default().to_string();
+        let digest = digest(&[b"ingest", source.as_bytes(), &body, version.as_bytes()]);
+        let id = CommandId::parse(format!("i-{digest}")).map_err(|e| e.to_string())?;
+        let cmd = CommandRecord {
+            id: id.clone(),
+            at: Timestamp(time::now_ms()),
+            expected_version: expected,
+            fingerprint: digest,
+            reply_to: Some(self.inner.client.reply_to().to_owned()),
+            target: target.routed(expected),
+            notify: None,
+        };
+        for _ in 0..3 {
+            match self.inner.client.submit(cmd.clone(), Some(id.to_string()), self.inner.write_timeout).await {
+                Ok(Submitted::Done(Outcome::Unavailable { .. })) | Ok(Submitted::Pending) => continue,
+                Ok(Submitted::Done(outcome)) => return Ok(outcome),
+                Err(e) => return Err(format!("the event log did not take the write: {e}")),
+            }
+        }
+        Err("the write's outcome stayed unknown; send the feed again".into())
+    }
+
+    fn record(&self, kind: &str, key: &str, payload: Vec<u8>) -> stockroom_topics::Record {
+        let env = Envelope {
+            id: format!("{kind}/{}", uuid::Uuid::new_v4().simple()),
+            source: "/stockroom/ingest".to_owned(),
+            event_type: kind.to_owned(),
+            time_ms: time::now_ms(),
+            subject: Some(key.to_owned()),
+            schema_version: 1,
+            correlation_id: None,
+            causation_id: None,
+            writer: None,
+        };
+        envelope::into_record(&env, Some(key.as_bytes().to_vec()), payload)
+    }
+
+    async fn append(&self, kind: &str, key: &str, payload: Vec<u8>) -> LogResult<()> {
+        let record = self.record(kind, key, payload);
+        let p = self.inner.log.partition_for_key(Topic::Sources, key.as_bytes());
+        self.inner.log.append(Topic::Sources, p, vec![record]).await.map(|_| ())
+    }
+}
+
+fn rejection_reason(r: &Rejection) -> String {
+    match r {
+        Rejection::GtinTaken { .. } => "gtin: another product has this GTIN".into(),
+        Rejection::ProductDiscontinued { .. } => "sku: the product it matches is discontinued".into(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// `{SOURCE}-{source_id}`, uppercased, other characters as `-`, at most 64.
+fn derived_sku(source: &str, source_id: &str) -> Sku {
+    let raw: String = format!("{source}-{source_id}")
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '_' { c.to_ascii_uppercase() } else { '-' })
+        .take(64)
+        .collect();
+    Sku::parse(raw)
+        .unwrap_or_else(|_| Sku::parse(format!("SRC-{}", &digest(&[source_id.as_bytes()])[..16])).expect("hex sku"))
+}
+
+async fn read_definitions(log: &EventLog) -> LogResult<BTreeMap<String, SourceDef>> {
+    let mut defs = BTreeMap::new();
+    for p in 0..log.partitions(Topic::Sources) {
+        let p = Partition(p);
+        let end = log.end_offset(Topic::Sources, p).await?;
+        let mut reader = log.reader(Topic::Sources, &[(p, Offset(0))])?;
+        let mut next = 0;
+        while next < end.0 {
+            let batch = reader.poll(4096, Duration::from_millis(500)).await?;
+            for r in &batch {
+                next = r.offset.0 + 1;
+                let Ok(env) = Envelope::from_headers(&r.record.headers) else { continue };
+                if env.event_type != DEFINITION_TYPE {
+                    continue;
+                }
+                #[derive(serde::Deserialize)]
+                struct Defined {
+                    name: String,
+                    definition: SourceDef,
+                }
+                if let Ok(d) = serde_json::from_slice::<Defined>(&r.record.payload) {
+                    defs.insert(d.name, d.definition);
+                }
+            }
+        }
+    }
+    Ok(defs)
+}
+
+fn digest(parts: &[&[u8]]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_be_bytes());
+        h.update(p);
+    }
+    h.finalize()[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
