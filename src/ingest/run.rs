@@ -287,7 +287,7 @@ impl Ingest {
                     Some(p) => {
                         let sources = lock(&self.inner.sources);
                         let priority_of = |s: &str| sources.get(s).map_or(i64::MIN, |d| d.priority);
-                        let mut patch = merge_patch(p, &row.details, source, priority, priority_of);
+                        let mut patch = merge_patch(p, &row.details, &origin, priority, priority_of);
                         if is_empty(&patch) && p.sources.contains(&origin) {
                             return Ok((RowResult::Unchanged, p.sku.clone()));
                         }

@@ -27,18 +27,26 @@ pub enum FieldOwner {
     Manual,
 }
 
-/// The patch that merges `row` (from `source`, of `priority`) into `product`, or
-/// `None` when the row changes nothing. `priority_of` gives another source's
-/// current priority.
+/// The patch that merges `row` (from `origin`, of `priority`) into `product`; empty
+/// when the row changes nothing. `priority_of` gives another source's current
+/// priority.
+///
+/// Two rows of one source can describe one product (the same GTIN, or brand and
+/// name, under two source ids). Then the row with the smallest source id leads and
+/// the others only fill fields nobody gave, so that ingesting the feed again
+/// changes nothing instead of flipping the product between its rows.
 pub fn merge_patch(
     product: &Product,
     row: &ProductDetails,
-    source: &str,
+    origin: &FeedOrigin,
     priority: i64,
     priority_of: impl Fn(&str) -> i64,
 ) -> DetailsPatch {
+    let source = origin.source.as_str();
+    let follower = product.sources.iter().any(|o| o.source == source && o.source_id < origin.source_id);
     let may_set = |field: DetailField| match product.owners.get(&field) {
         None => true,
+        Some(_) if follower => false,
         Some(FieldOwner::Manual) => false,
         Some(FieldOwner::Source { source: owner }) => owner == source || priority_of(owner) <= priority,
     };
@@ -95,5 +103,83 @@ pub fn record_owners(
             None => FieldOwner::Manual,
         };
         owners.insert(*field, owner);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{CommandId, Sku, Timestamp};
+    use crate::product::{ProductEvent, ProductEventBody, ProductStatus, Stock, evolve};
+    use crate::{Currency, product::Money};
+
+    fn details(name: &str, cents: i64) -> ProductDetails {
+        ProductDetails {
+            name: name.into(),
+            description: None,
+            brand: None,
+            category: None,
+            gtin: None,
+            price: Money { cents, currency: Currency::default() },
+            attributes: Default::default(),
+        }
+    }
+
+    fn origin(source: &str, id: &str) -> FeedOrigin {
+        FeedOrigin { source: source.into(), source_id: id.into() }
+    }
+
+    fn product(events: Vec<ProductEventBody>) -> Product {
+        let mut state: Option<Product> = None;
+        for (i, body) in events.into_iter().enumerate() {
+            let event = ProductEvent {
+                sku: Sku::parse("P-1").unwrap(),
+                version: i as u64 + 1,
+                command_id: CommandId::parse("c-1").unwrap(),
+                at: Timestamp(0),
+                body,
+            };
+            state = evolve(state, &event);
+        }
+        state.unwrap()
+    }
+
+    #[test]
+    fn higher_priority_wins_and_manual_amendments_stay() {
+        let p = product(vec![
+            ProductEventBody::ProductRegistered {
+                details: details("A", 100),
+                initial_stock: 0,
+                origin: Some(origin("low", "1")),
+            },
+            ProductEventBody::DetailsUpdated {
+                details: details("Manual", 100),
+                changed: vec![DetailField::Name],
+                origin: None,
+            },
+        ]);
+        assert_eq!(p.status, ProductStatus::Active);
+        assert_eq!(p.stock, Stock::default());
+        let prio = |s: &str| if s == "low" { 1 } else { 10 };
+        let patch = merge_patch(&p, &details("B", 200), &origin("high", "9"), 10, prio);
+        assert_eq!(patch.name, None, "manual name stays");
+        assert_eq!(patch.price_cents, Some(200), "higher priority takes the price");
+        let patch = merge_patch(&p, &details("B", 200), &origin("lowest", "9"), 0, prio);
+        assert!(is_empty(&patch), "a lower priority changes nothing");
+    }
+
+    #[test]
+    fn a_second_row_of_one_source_only_fills_gaps() {
+        let p = product(vec![ProductEventBody::ProductRegistered {
+            details: details("A", 100),
+            initial_stock: 0,
+            origin: Some(origin("s", "1")),
+        }]);
+        let mut other = details("B", 200);
+        other.brand = Some("Brand".into());
+        let patch = merge_patch(&p, &other, &origin("s", "2"), 0, |_| 0);
+        assert_eq!((patch.name, patch.price_cents), (None, None));
+        assert_eq!(patch.brand, Patch::Set("Brand".into()));
+        assert!(is_empty(&merge_patch(&p, &details("A", 100), &origin("s", "1"), 0, |_| 0)));
     }
 }
