@@ -6,6 +6,7 @@ mod auth;
 mod cli;
 mod export;
 mod ingest;
+mod ingest_cli;
 mod limits;
 mod metrics;
 mod ops;

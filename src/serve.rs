@@ -141,7 +141,8 @@ async fn write_side(args: &ServeArgs, node: &mut Node) -> anyhow::Result<(StateS
         node.cancel.clone(),
     )
     .await?;
-    let ingest_api = crate::ingest::http::IngestApi { ingest, tracker: node.tracker.clone() };
+    let ingest_api =
+        crate::ingest::http::IngestApi { ingest, tracker: node.tracker.clone(), max_feed_bytes: args.max_feed_bytes };
     node.add_api(crate::ingest::router(ingest_api), crate::ingest::IngestApiDoc::openapi());
     let api = CommandApi { client, write_timeout: args.write_timeout };
     node.add_api(stockroom_command::router(api), stockroom_command::CommandApiDoc::openapi());

@@ -3,6 +3,7 @@
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -22,6 +23,8 @@ pub const MAX_FEED_BYTES: usize = 256 * 1024 * 1024;
 pub struct IngestApi {
     pub ingest: Ingest,
     pub tracker: TaskTracker,
+    /// Feeds over this many bytes are refused (413).
+    pub max_feed_bytes: usize,
 }
 
 #[derive(utoipa::OpenApi)]
@@ -33,7 +36,7 @@ pub fn router(api: IngestApi) -> Router {
         .route("/ingest/sources", get(list_sources))
         .route("/ingest/sources/{source}", put(put_source))
         .route("/ingest/runs/{run_id}", get(get_run))
-        .route("/ingest/{source}", post(post_feed).layer(DefaultBodyLimit::max(MAX_FEED_BYTES)))
+        .route("/ingest/{source}", post(post_feed).layer(DefaultBodyLimit::max(api.max_feed_bytes)))
         .with_state(api)
 }
 
@@ -89,7 +92,7 @@ async fn post_feed(
     Path(source): Path<String>,
     Query(params): Query<FeedParams>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
     let def = api.ingest.source(&source).ok_or_else(|| Problem::not_found(format!("no source named {source:?}")))?;
     let mode = match params.mode.as_deref() {
@@ -104,6 +107,18 @@ async fn post_feed(
             "unsupported-media-type",
             "a feed is application/json, application/x-ndjson or text/csv",
         )
+    })?;
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload-too-large",
+                format!("feeds are limited to {} bytes; split the feed", api.max_feed_bytes),
+            )
+            .closing()
+        } else {
+            Problem::new(StatusCode::BAD_REQUEST, "unreadable-feed", format!("the feed could not be read: {e}"))
+        }
     })?;
     let rows = feed::read(&body, format, &def)
         .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "unreadable-feed", e.to_string()))?;

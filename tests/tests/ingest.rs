@@ -14,7 +14,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use stockroom_tests::{Backend, Server, data_dir};
 
-const PATIENT: &[&str] = &["--write-timeout", "20s", "--read-timeout", "20s"];
+/// Patient nodes (the shared test broker can be slow), with a small feed limit so a
+/// huge feed is cheap to send.
+const PATIENT: &[&str] = &["--write-timeout", "20s", "--read-timeout", "20s", "--max-feed-bytes", "1000000"];
 
 fn fixture(name: &str) -> Vec<u8> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/ingest").join(name);
@@ -178,6 +180,28 @@ async fn feeds_are_cleaned_matched_merged_and_written(backend: Backend) {
     let towel = product_when(&s, "MARKET-M-3", |_| true).await;
     assert_eq!((towel["price_cents"].as_i64(), towel["currency"].as_str()), (Some(1299), Some("EUR")));
 
+    // `stockroom ingest`: the same feed again from the command line, its format from
+    // the extension; the last line is the finished run.
+    let fixture_path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/ingest/marketplace.ndjson");
+    let cli = |source: &str| {
+        std::process::Command::new(stockroom_tests::binary())
+            .args(["ingest", "--source", source, "--url", &s.url("")])
+            .arg(&fixture_path)
+            .output()
+            .expect("run stockroom ingest")
+    };
+    let out = cli("market");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let run: Value = serde_json::from_str(stdout.lines().last().expect("a last line")).expect("the run as JSON");
+    assert_eq!(
+        (run["state"].as_str(), run["unchanged"].as_u64(), run["rejected"].as_u64()),
+        (Some("done"), Some(3), Some(1))
+    );
+    let out = cli("no-such-source");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("404"), "{}", String::from_utf8_lossy(&out.stderr));
+
     // Snapshot mode: what this source alone listed and no longer lists is discontinued.
     let clearance = json!({"priority": 1, "fields": {"source_id": "id", "name": "name", "price": "price"}});
     s.request("PUT", "/ingest/sources/clearance", Some(clearance), &[]).await.expect(201);
@@ -204,6 +228,8 @@ async fn feeds_are_cleaned_matched_merged_and_written(backend: Backend) {
     s.raw("POST", "/ingest/market", b"[{\"id\": 1,".to_vec(), Some("application/json"))
         .await
         .expect_problem(400, "unreadable-feed");
+    let huge = format!("id,name,price\nh-1,{},1.00\n", "x".repeat(1_000_001)).into_bytes();
+    s.raw("POST", "/ingest/clearance", huge, Some("text/csv")).await.expect_problem(413, "payload-too-large");
     s.raw("POST", "/ingest/market?mode=sometimes", b"[]".to_vec(), Some("application/json")).await.expect(400);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(s.get("/search?limit=1").await.expect(200).body["total"], before);
