@@ -236,16 +236,73 @@ async fn feeds_are_cleaned_matched_merged_and_written(backend: Backend) {
     s.stop().await;
 }
 
-mod embedded {
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn feeds_are_cleaned_matched_merged_and_written() {
-        super::feeds_are_cleaned_matched_merged_and_written(stockroom_tests::Backend::Embedded).await
+/// kill -9 in the middle of a large feed, restart, send the feed again: every product
+/// exists exactly once, the counts add up, and the source definition survived.
+async fn a_run_killed_mid_feed_resumes_by_sending_it_again(backend: Backend) {
+    const ROWS: usize = 3000;
+    let dir = data_dir();
+    let s = Server::start_on(&backend, dir.path(), PATIENT).await;
+    let source = json!({"priority": 1, "fields": {"source_id": "id", "name": "name", "price": "price"}});
+    s.request("PUT", "/ingest/sources/bulk", Some(source), &[]).await.expect(201);
+    let mut feed = String::from("id,name,price\n");
+    for i in 0..ROWS {
+        feed.push_str(&format!("r-{i},Bulk item {i},{}.{:02}\n", i % 100, i % 100));
     }
+    let a = s.raw("POST", "/ingest/bulk", feed.clone().into_bytes(), Some("text/csv")).await.expect(202);
+    let run = format!("/ingest/runs/{}", a.body["run_id"].as_str().unwrap());
+    let mut read_before_kill = 0;
+    for _ in 0..600 {
+        read_before_kill = s.get(&run).await.expect(200).body["read"].as_u64().unwrap();
+        if read_before_kill >= 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(read_before_kill > 0 && read_before_kill < ROWS as u64, "killed mid-run ({read_before_kill} rows read)");
+    s.kill();
+
+    let s = Server::start_on(&backend, dir.path(), PATIENT).await;
+    let listed = s.get("/ingest/sources").await.expect(200).body;
+    assert_eq!(listed["sources"][0]["name"], "bulk", "definitions are kept in the log");
+    let run = ingest(&s, "bulk", "delta", feed.into_bytes(), "text/csv").await;
+    let n = |k: &str| run[k].as_u64().unwrap();
+    assert_eq!(n("read"), ROWS as u64);
+    assert_eq!(n("created") + n("unchanged"), ROWS as u64, "{run}");
+    assert!(n("unchanged") >= read_before_kill.saturating_sub(1), "rows written before the kill are unchanged: {run}");
+    assert_eq!((n("updated"), n("rejected")), (0, 0), "{run}");
+    // Every product once: the catalog holds exactly ROWS products.
+    for _ in 0..300 {
+        if s.get("/search?limit=1").await.expect(200).body["total"] == ROWS {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(s.get("/search?limit=1").await.expect(200).body["total"], ROWS);
+    let p = s.get("/products/BULK-R-0").await.expect(200).body;
+    assert_eq!((p["version"].as_u64(), sources_of(&p)), (Some(1), vec![pair("bulk", "r-0")]));
+    s.stop().await;
 }
 
-mod kafka {
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn feeds_are_cleaned_matched_merged_and_written() {
-        super::feeds_are_cleaned_matched_merged_and_written(stockroom_tests::Backend::kafka()).await
-    }
+/// Each test, once per backend: `embedded::name` and `kafka::name`.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(stockroom_tests::Backend::Embedded).await
+                }
+            )*
+        }
+        mod kafka {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(stockroom_tests::Backend::kafka()).await
+                }
+            )*
+        }
+    };
 }
+
+on_both_backends!(feeds_are_cleaned_matched_merged_and_written, a_run_killed_mid_feed_resumes_by_sending_it_again);
