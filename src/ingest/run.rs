@@ -13,7 +13,7 @@ use stockroom_command::client::Submitted;
 use stockroom_command::protocol::{CommandRecord, Outcome, Target};
 use stockroom_domain::ingest::clean::CleanRules;
 use stockroom_domain::ingest::merge::is_empty;
-use stockroom_domain::ingest::{CleanRow, FeedOrigin, FeedRow, clean_row, match_key, merge_patch};
+use stockroom_domain::ingest::{CleanRow, FeedOrigin, clean_row, match_key, merge_patch};
 use stockroom_domain::product::{NewProduct, Product, ProductCommand};
 use stockroom_domain::{CommandId, Rejection, Sku, Timestamp};
 use stockroom_topics::envelope::{self, Envelope};
@@ -89,6 +89,65 @@ enum RowResult {
     Created,
     Updated,
     Unchanged,
+}
+
+/// Rows matched, merged and written concurrently, at most this many at a time.
+const WINDOW: usize = 256;
+
+/// What one row will do, decided against the match tables.
+enum Plan {
+    Unchanged(Sku),
+    Write { sku: Sku, command: ProductCommand, expected: u64 },
+}
+
+impl Plan {
+    /// What the row touches: no two rows of a round may share any of these.
+    fn claims(&self, row: &CleanRow) -> Vec<String> {
+        let sku = match self {
+            Plan::Unchanged(sku) | Plan::Write { sku, .. } => sku,
+        };
+        let mut claims = vec![format!("s:{sku}")];
+        if let Some(g) = &row.details.gtin {
+            claims.push(format!("g:{}", g.canonical()));
+        }
+        if let Some(k) = match_key(row.details.brand.as_deref(), &row.details.name) {
+            claims.push(format!("k:{k}"));
+        }
+        claims
+    }
+}
+
+enum Written {
+    Done(RowResult, Sku),
+    Retry,
+    Rejected(String),
+    Failed(String),
+}
+
+/// Matches `row` (this source's id, then GTIN, then brand and name, then its own SKU)
+/// and merges it into what it matched, or plans a registration.
+fn plan_row(v: &MatchView, sources: &BTreeMap<String, SourceDef>, source: &str, priority: i64, row: &CleanRow) -> Plan {
+    let origin = FeedOrigin { source: source.to_owned(), source_id: row.source_id.clone() };
+    let found = v
+        .by_source(source, &row.source_id)
+        .or_else(|| row.details.gtin.as_ref().and_then(|g| v.by_gtin(&g.canonical())))
+        .or_else(|| match_key(row.details.brand.as_deref(), &row.details.name).and_then(|k| v.by_key(&k)));
+    let new_sku = row.sku.clone().unwrap_or_else(|| derived_sku(source, &row.source_id));
+    match found.or_else(|| v.products.get(&new_sku)) {
+        Some(p) => {
+            let priority_of = |s: &str| sources.get(s).map_or(i64::MIN, |d| d.priority);
+            let mut patch = merge_patch(p, &row.details, &origin, priority, priority_of);
+            if is_empty(&patch) && p.sources.contains(&origin) {
+                return Plan::Unchanged(p.sku.clone());
+            }
+            patch.origin = Some(origin);
+            Plan::Write { sku: p.sku.clone(), command: ProductCommand::UpdateDetails(patch), expected: p.version }
+        }
+        None => {
+            let new = NewProduct { details: row.details.clone(), initial_stock: row.stock, origin: Some(origin) };
+            Plan::Write { sku: new_sku, command: ProductCommand::Register(new), expected: 0 }
+        }
+    }
 }
 
 impl Ingest {
@@ -218,35 +277,76 @@ impl Ingest {
         }
         let rules = CleanRules { price_unit: def.price_unit, currency: &def.currency, category_map: &def.category_map };
         let mut listed = std::collections::HashSet::new();
+        // 2. Clean every row; rejected ones are counted at once.
+        let mut clean = Vec::new();
         for (i, mapped) in rows.iter().enumerate() {
-            let row_no = i + 1;
-            let outcome = match mapped {
-                Err(reason) => Err((None, reason.clone())),
+            let rejected = match mapped {
+                Err(reason) => Some((None, reason.clone())),
                 Ok(row) => match clean_row(row, &rules) {
-                    Err(r) => Err((Some(row.source_id.clone()), r.to_string())),
+                    Err(r) => Some((Some(row.source_id.clone()), r.to_string())),
                     Ok(cleaned) => {
                         self.update(id, |r| r.warnings += cleaned.warnings as usize);
-                        let result = self.write_row(source, def.priority, row, &cleaned.row).await;
-                        if let Ok((_, sku)) = &result {
-                            listed.insert(sku.clone());
-                        }
-                        result.map(|(r, _)| r).map_err(|reason| (Some(row.source_id.clone()), reason))
+                        clean.push((i + 1, cleaned.row));
+                        None
                     }
                 },
             };
-            self.update(id, |r| {
-                r.read += 1;
-                match outcome {
-                    Ok(RowResult::Created) => r.created += 1,
-                    Ok(RowResult::Updated) => r.updated += 1,
-                    Ok(RowResult::Unchanged) => r.unchanged += 1,
-                    Err((source_id, reason)) => {
-                        r.rejected += 1;
-                        r.rejections.push(RowRejection { row: row_no, source_id, reason });
+            if let Some((source_id, reason)) = rejected {
+                self.count(id, i + 1, Err((source_id, reason)));
+            }
+        }
+        // 3–5. Match, merge and write, a window of rows at a time: the rows of a window
+        // that touch distinct products are written concurrently; a row that touches
+        // a product (SKU, GTIN or brand-and-name key) another row of the window has
+        // claimed waits for the next round, so it sees that row's write.
+        for window in clean.chunks(WINDOW) {
+            let mut pending: Vec<(usize, &CleanRow, u32)> = window.iter().map(|(n, r)| (*n, r, 0)).collect();
+            while !pending.is_empty() {
+                let mut claimed = std::collections::HashSet::new();
+                let mut round = Vec::new();
+                let mut later = Vec::new();
+                {
+                    let v = lock(&self.inner.view);
+                    let sources = lock(&self.inner.sources);
+                    for (n, row, attempts) in pending {
+                        let plan = plan_row(&v, &sources, source, def.priority, row);
+                        let claims = plan.claims(row);
+                        if claims.iter().any(|c| claimed.contains(c)) {
+                            later.push((n, row, attempts));
+                            continue;
+                        }
+                        claimed.extend(claims);
+                        round.push((n, row, attempts, plan));
                     }
                 }
-            });
+                let writes = round.into_iter().map(|(n, row, attempts, plan)| async move {
+                    let result = self.carry_out(source, plan).await;
+                    (n, row, attempts, result)
+                });
+                for (n, row, attempts, result) in futures::future::join_all(writes).await {
+                    match result {
+                        Written::Done(r, sku) => {
+                            listed.insert(sku);
+                            self.count(id, n, Ok(r));
+                        }
+                        Written::Retry if attempts < 5 => later.push((n, row, attempts + 1)),
+                        Written::Retry => self.count(
+                            id,
+                            n,
+                            Err((
+                                Some(row.source_id.clone()),
+                                "the product kept changing while the row was merged; send the feed again".into(),
+                            )),
+                        ),
+                        Written::Rejected(reason) => self.count(id, n, Err((Some(row.source_id.clone()), reason))),
+                        Written::Failed(e) => return Err(e),
+                    }
+                }
+                later.sort_by_key(|(n, _, _)| *n);
+                pending = later;
+            }
         }
+        self.update(id, |r| r.rejections.sort_by_key(|x| x.row));
         if mode == Mode::Snapshot {
             let gone: Vec<Product> = {
                 let v = lock(&self.inner.view);
@@ -264,69 +364,50 @@ impl Ingest {
         Ok(())
     }
 
-    /// Matches, merges and writes one clean row. Retries a few times when a PATCH
-    /// lands between the merge and the write (version mismatch).
-    async fn write_row(
-        &self,
-        source: &str,
-        priority: i64,
-        raw: &FeedRow,
-        row: &CleanRow,
-    ) -> Result<(RowResult, Sku), String> {
-        let origin = FeedOrigin { source: source.to_owned(), source_id: row.source_id.clone() };
-        for _attempt in 0..5 {
-            let (sku, cmd, expected) = {
-                let v = lock(&self.inner.view);
-                let found = v
-                    .by_source(source, &row.source_id)
-                    .or_else(|| row.details.gtin.as_ref().and_then(|g| v.by_gtin(&g.canonical())))
-                    .or_else(|| match_key(row.details.brand.as_deref(), &row.details.name).and_then(|k| v.by_key(&k)));
-                let new_sku = row.sku.clone().unwrap_or_else(|| derived_sku(source, &row.source_id));
-                let found = found.or_else(|| v.products.get(&new_sku));
-                match found {
-                    Some(p) => {
-                        let sources = lock(&self.inner.sources);
-                        let priority_of = |s: &str| sources.get(s).map_or(i64::MIN, |d| d.priority);
-                        let mut patch = merge_patch(p, &row.details, &origin, priority, priority_of);
-                        if is_empty(&patch) && p.sources.contains(&origin) {
-                            return Ok((RowResult::Unchanged, p.sku.clone()));
-                        }
-                        patch.origin = Some(origin.clone());
-                        (p.sku.clone(), ProductCommand::UpdateDetails(patch), p.version)
-                    }
-                    None => {
-                        let new = NewProduct {
-                            details: row.details.clone(),
-                            initial_stock: row.stock,
-                            origin: Some(origin.clone()),
-                        };
-                        (new_sku, ProductCommand::Register(new), 0)
-                    }
+    fn count(&self, id: &str, row: usize, outcome: Result<RowResult, (Option<String>, String)>) {
+        self.update(id, |r| {
+            r.read += 1;
+            match outcome {
+                Ok(RowResult::Created) => r.created += 1,
+                Ok(RowResult::Updated) => r.updated += 1,
+                Ok(RowResult::Unchanged) => r.unchanged += 1,
+                Err((source_id, reason)) => {
+                    r.rejected += 1;
+                    r.rejections.push(RowRejection { row, source_id, reason });
                 }
-            };
-            let created = matches!(cmd, ProductCommand::Register(_));
-            let _ = raw;
-            match self.send(&sku, cmd, Some(expected), source).await? {
-                Outcome::Accepted { version, .. } => {
-                    self.wait_folded(&sku, version).await;
-                    let result = if created {
-                        RowResult::Created
-                    } else if version > expected {
-                        RowResult::Updated
-                    } else {
-                        RowResult::Unchanged
-                    };
-                    return Ok((result, sku));
-                }
-                Outcome::Rejected { rejection: Rejection::VersionMismatch { .. } | Rejection::SkuTaken { .. } } => {
-                    self.wait_folded(&sku, expected + 1).await;
-                    continue;
-                }
-                Outcome::Rejected { rejection } => return Err(rejection_reason(&rejection)),
-                other => return Err(format!("the write failed: {other:?}")),
             }
+        });
+    }
+
+    /// Sends a planned write and waits until the match tables hold its result.
+    async fn carry_out(&self, source: &str, plan: Plan) -> Written {
+        let (sku, cmd, expected) = match plan {
+            Plan::Unchanged(sku) => return Written::Done(RowResult::Unchanged, sku),
+            Plan::Write { sku, command, expected } => (sku, command, expected),
+        };
+        let created = matches!(cmd, ProductCommand::Register(_));
+        match self.send(&sku, cmd, Some(expected), source).await {
+            Err(e) => Written::Failed(e),
+            Ok(Outcome::Accepted { version, .. }) => {
+                self.wait_folded(&sku, version).await;
+                let result = if created {
+                    RowResult::Created
+                } else if version > expected {
+                    RowResult::Updated
+                } else {
+                    RowResult::Unchanged
+                };
+                Written::Done(result, sku)
+            }
+            Ok(Outcome::Rejected { rejection: Rejection::VersionMismatch { .. } | Rejection::SkuTaken { .. } }) => {
+                // A write landed between the merge and this one: wait until the
+                // tables have it, then merge again.
+                self.wait_folded(&sku, expected + 1).await;
+                Written::Retry
+            }
+            Ok(Outcome::Rejected { rejection }) => Written::Rejected(rejection_reason(&rejection)),
+            Ok(other) => Written::Rejected(format!("the write failed: {other:?}")),
         }
-        Err("the product kept changing while the row was merged; send the feed again".into())
     }
 
     /// Waits (bounded) until the match tables hold `sku` at `version` or later.
