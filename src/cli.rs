@@ -89,8 +89,8 @@ pub struct LogDumpArgs {
     /// The data directory whose embedded log (`DIR/log`) is read.
     #[arg(long, env = "STOCKROOM_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
-    /// Which durable topic: events or dlq.
-    #[arg(long, default_value = "events", value_parser = ["events", "dlq"])]
+    /// Which durable topic: events, dlq, or sources (catalog feeds' raw rows and source definitions).
+    #[arg(long, default_value = "events", value_parser = ["events", "dlq", "sources"])]
     pub topic: String,
     /// Prefix of the topic names.
     #[arg(long, env = "STOCKROOM_TOPIC_PREFIX", default_value = "stockroom")]

@@ -81,6 +81,9 @@ struct Inner {
     view: Arc<Mutex<MatchView>>,
     folded: watch::Receiver<u64>,
     runs: Mutex<HashMap<String, RunReport>>,
+    /// Digest of the last raw row kept for each `{source}/{source_id}`: a row equal
+    /// to it is in the log already and is not appended again.
+    kept: Mutex<HashMap<String, String>>,
     /// One run at a time: rows of two runs never race for one product.
     running: tokio::sync::Mutex<()>,
 }
@@ -159,7 +162,7 @@ impl Ingest {
         tracker: &TaskTracker,
         cancel: CancellationToken,
     ) -> LogResult<Ingest> {
-        let sources = read_definitions(&log).await?;
+        let (sources, kept) = read_sources_topic(&log).await?;
         let view = Arc::new(Mutex::new(MatchView::default()));
         let (tx, folded) = watch::channel(0);
         let following = (log.clone(), view.clone());
@@ -177,6 +180,7 @@ impl Ingest {
                 view,
                 folded,
                 runs: Mutex::new(HashMap::new()),
+                kept: Mutex::new(kept),
                 running: tokio::sync::Mutex::new(()),
             }),
         })
@@ -261,18 +265,25 @@ impl Ingest {
     ) -> Result<(), String> {
         // 1. Keep the raw rows, in batches, before deciding anything about them.
         for chunk in rows.chunks(512) {
-            let mut by_partition: BTreeMap<Partition, Vec<_>> = BTreeMap::new();
+            let mut by_partition: BTreeMap<Partition, (Vec<_>, Vec<_>)> = BTreeMap::new();
             for row in chunk.iter().flatten() {
                 let key = format!("{source}/{}", row.source_id);
-                let payload = serde_json::json!({"source": source, "run_id": id, "row": row});
+                let content = serde_json::to_vec(row).map_err(|e| e.to_string())?;
+                let row_digest = digest(&[&content]);
+                if lock(&self.inner.kept).get(&key) == Some(&row_digest) {
+                    continue;
+                }
+                let payload = serde_json::json!({"source": source, "run_id": id, "row": row, "digest": row_digest});
                 let record = self.record(ROW_TYPE, &key, payload.to_string().into_bytes());
-                by_partition
-                    .entry(self.inner.log.partition_for_key(Topic::Sources, key.as_bytes()))
-                    .or_default()
-                    .push(record);
+                let (records, digests) =
+                    by_partition.entry(self.inner.log.partition_for_key(Topic::Sources, key.as_bytes())).or_default();
+                records.push(record);
+                digests.push((key, row_digest));
             }
-            for (p, records) in by_partition {
+            for (p, (records, digests)) in by_partition {
                 self.inner.log.append(Topic::Sources, p, records).await.map_err(|e| e.to_string())?;
+                // Only once the rows are durable: a failed append is tried again next time.
+                lock(&self.inner.kept).extend(digests);
             }
         }
         let rules = CleanRules { price_unit: def.price_unit, currency: &def.currency, category_map: &def.category_map };
@@ -496,8 +507,10 @@ fn derived_sku(source: &str, source_id: &str) -> Sku {
         .unwrap_or_else(|_| Sku::parse(format!("SRC-{}", &digest(&[source_id.as_bytes()])[..16])).expect("hex sku"))
 }
 
-async fn read_definitions(log: &EventLog) -> LogResult<BTreeMap<String, SourceDef>> {
+/// The source definitions, and the digest of the last raw row of each key.
+async fn read_sources_topic(log: &EventLog) -> LogResult<(BTreeMap<String, SourceDef>, HashMap<String, String>)> {
     let mut defs = BTreeMap::new();
+    let mut kept = HashMap::new();
     for p in 0..log.partitions(Topic::Sources) {
         let p = Partition(p);
         let end = log.end_offset(Topic::Sources, p).await?;
@@ -508,6 +521,18 @@ async fn read_definitions(log: &EventLog) -> LogResult<BTreeMap<String, SourceDe
             for r in &batch {
                 next = r.offset.0 + 1;
                 let Ok(env) = Envelope::from_headers(&r.record.headers) else { continue };
+                if env.event_type == ROW_TYPE {
+                    #[derive(serde::Deserialize)]
+                    struct Kept {
+                        digest: Option<String>,
+                    }
+                    if let (Some(key), Ok(Kept { digest: Some(d) })) =
+                        (env.subject.clone(), serde_json::from_slice::<Kept>(&r.record.payload))
+                    {
+                        kept.insert(key, d);
+                    }
+                    continue;
+                }
                 if env.event_type != DEFINITION_TYPE {
                     continue;
                 }
@@ -522,7 +547,7 @@ async fn read_definitions(log: &EventLog) -> LogResult<BTreeMap<String, SourceDe
             }
         }
     }
-    Ok(defs)
+    Ok((defs, kept))
 }
 
 fn digest(parts: &[&[u8]]) -> String {
