@@ -12,6 +12,9 @@
 #                    embedded log at the same concurrency (topics/examples/append_bench.rs)
 #   write_postgres   the same mix as SQL transactions on PostgreSQL (durable commits)
 #   freshness        write -> visible in search, at half the measured embedded rate
+#   ingest           catalog ingestion on the embedded log: a feed of R new products
+#                    (JSON lines), then the same feed again, all unchanged, rows/s
+#                    (scripts/ingest_bench.py)
 #   replay           rebuild of the catalog from a log of N events, next to the raw
 #                    read of that log (query/examples/replay.rs)
 #   write_kafka      Stockroom on the local Apache Kafka broker (scripts/kafka.sh): K
@@ -44,9 +47,9 @@ case "${1:-}" in
     *) sed -n '2,35p' "$0" >&2; exit 2 ;;
 esac
 if [ "$quick" = 1 ]; then
-    seconds=5 clients=16 products=500 events=100000 small=5000 large=20000 warmup=3 races=5
+    seconds=5 clients=16 products=500 events=100000 small=5000 large=20000 warmup=3 races=5 feed_rows=5000
 else
-    seconds=30 clients=32 products=5000 events=1000000 small=100000 large=1000000 warmup=10 races=20
+    seconds=30 clients=32 products=5000 events=1000000 small=100000 large=1000000 warmup=10 races=20 feed_rows=100000
 fi
 # Partitions of the Kafka topics: Stockroom's (`stockroom topics create`) and the peer's.
 partitions=8
@@ -125,6 +128,11 @@ echo "== write path, PostgreSQL: $clients clients, ${seconds}s" >&2
 psql -q -h 127.0.0.1 -p "${PGPORT:-5544}" -U postgres -c 'DROP DATABASE IF EXISTS bench' -c 'CREATE DATABASE bench' 2>/dev/null
 "$bin/examples/loadgen" --postgres "$pg" --clients "$clients" --seconds "$seconds" --products "$products" \
     --cpu-comm postgres --label write_postgres > "$out/write_postgres.json"
+
+echo "== ingestion, embedded: $feed_rows rows new, then the same feed again" >&2
+start_node ingest
+python3 scripts/ingest_bench.py "$url" "$feed_rows" > "$out/ingest.json"
+stop_node
 
 echo "== freshness at half the embedded rate" >&2
 half="$(python3 -c 'import json,sys; print(max(1, int(json.load(open(sys.argv[1]))["commands_per_s"] / 2)))' "$out/write_embedded.json")"
