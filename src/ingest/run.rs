@@ -100,7 +100,7 @@ const WINDOW: usize = 256;
 /// What one row will do, decided against the match tables.
 enum Plan {
     Unchanged(Sku),
-    Write { sku: Sku, command: ProductCommand, expected: u64 },
+    Write { sku: Sku, command: Box<ProductCommand>, expected: u64 },
 }
 
 impl Plan {
@@ -143,12 +143,17 @@ fn plan_row(v: &MatchView, sources: &BTreeMap<String, SourceDef>, source: &str, 
             if is_empty(&patch) && p.sources.contains(&origin) {
                 return Plan::Unchanged(p.sku.clone());
             }
-            patch.origin = Some(origin);
-            Plan::Write { sku: p.sku.clone(), command: ProductCommand::UpdateDetails(patch), expected: p.version }
+            patch.origin = Some(Box::new(origin));
+            Plan::Write {
+                sku: p.sku.clone(),
+                command: Box::new(ProductCommand::UpdateDetails(patch)),
+                expected: p.version,
+            }
         }
         None => {
-            let new = NewProduct { details: row.details.clone(), initial_stock: row.stock, origin: Some(origin) };
-            Plan::Write { sku: new_sku, command: ProductCommand::Register(new), expected: 0 }
+            let new =
+                NewProduct { details: row.details.clone(), initial_stock: row.stock, origin: Some(Box::new(origin)) };
+            Plan::Write { sku: new_sku, command: Box::new(ProductCommand::Register(new)), expected: 0 }
         }
     }
 }
@@ -394,7 +399,7 @@ impl Ingest {
     async fn carry_out(&self, source: &str, plan: Plan) -> Written {
         let (sku, cmd, expected) = match plan {
             Plan::Unchanged(sku) => return Written::Done(RowResult::Unchanged, sku),
-            Plan::Write { sku, command, expected } => (sku, command, expected),
+            Plan::Write { sku, command, expected } => (sku, *command, expected),
         };
         let created = matches!(cmd, ProductCommand::Register(_));
         match self.send(&sku, cmd, Some(expected), source).await {

@@ -232,7 +232,7 @@ mod tests {
 
     #[test]
     fn prices_in_every_common_notation() {
-        let major = |v| parse_price(v, PriceUnit::Major).map(|(c, cur)| (c, cur));
+        let major = |v| parse_price(v, PriceUnit::Major);
         assert_eq!(major("12.99"), Ok((1299, None)));
         assert_eq!(major("1,299.00"), Ok((129_900, None)));
         assert_eq!(major("$12.99"), Ok((1299, Some("USD".into()))));

@@ -66,9 +66,10 @@ pub struct NewProduct {
     pub details: ProductDetails,
     #[serde(default)]
     pub initial_stock: u64,
-    /// Set by ingestion only: the feed row the product comes from.
+    /// Set by ingestion only: the feed row the product comes from. Boxed: commands
+    /// travel inside GTIN claims, whose size it would otherwise swell.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub origin: Option<FeedOrigin>,
+    pub origin: Option<Box<FeedOrigin>>,
 }
 
 /// A JSON merge-patch field (RFC 7396): absent keeps the value, `null` clears it,
@@ -139,7 +140,7 @@ pub struct DetailsPatch {
     pub attributes: Option<BTreeMap<String, String>>,
     /// Set by ingestion only (the HTTP body has no such member): the feed row the
     /// patch comes from. Without it, the changed fields become manual amendments.
-    pub origin: Option<FeedOrigin>,
+    pub origin: Option<Box<FeedOrigin>>,
 }
 
 impl DetailsPatch {

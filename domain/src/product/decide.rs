@@ -43,7 +43,7 @@ pub fn decide(
             vec![ProductEventBody::ProductRegistered {
                 details: new.details.clone(),
                 initial_stock: new.initial_stock,
-                origin: new.origin.clone(),
+                origin: new.origin.as_deref().cloned(),
             }]
         }
         _ => {
@@ -220,9 +220,9 @@ fn update_details(product: &Product, patch: &DetailsPatch) -> Result<Vec<Product
     // A feed row seen for the first time is recorded even when it changes nothing
     // (the product gains it in `sources`); anything else that changes nothing is
     // accepted without an event.
-    let new_origin = patch.origin.as_ref().is_some_and(|o| !product.sources.contains(o));
+    let new_origin = patch.origin.as_deref().is_some_and(|o| !product.sources.contains(o));
     if changed.is_empty() && !new_origin {
         return Ok(Vec::new());
     }
-    Ok(vec![ProductEventBody::DetailsUpdated { details: next, changed, origin: patch.origin.clone() }])
+    Ok(vec![ProductEventBody::DetailsUpdated { details: next, changed, origin: patch.origin.as_deref().cloned() }])
 }
