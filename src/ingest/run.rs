@@ -207,6 +207,19 @@ impl Ingest {
         Ok(lock(&self.inner.sources).insert(name.to_owned(), def).is_none())
     }
 
+    /// Rows by outcome over every run this node has done since start, and how many
+    /// runs are in progress (for `/metrics`).
+    pub fn totals(&self) -> ([(&'static str, u64); 6], u64) {
+        let runs = lock(&self.inner.runs);
+        let mut t = [("read", 0), ("created", 0), ("updated", 0), ("unchanged", 0), ("rejected", 0), ("warnings", 0)];
+        for r in runs.values() {
+            for (i, n) in [r.read, r.created, r.updated, r.unchanged, r.rejected, r.warnings].into_iter().enumerate() {
+                t[i].1 += n as u64;
+            }
+        }
+        (t, runs.values().filter(|r| r.state == "running").count() as u64)
+    }
+
     pub fn run(&self, id: &str) -> Option<RunReport> {
         lock(&self.inner.runs).get(id).cloned()
     }

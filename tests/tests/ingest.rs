@@ -213,6 +213,12 @@ async fn feeds_are_cleaned_matched_merged_and_written(backend: Backend) {
     product_when(&s, "CLEARANCE-C-2", |p| p["status"] == "discontinued").await;
     assert_eq!(s.get("/products/CLEARANCE-C-1").await.expect(200).body["status"], "active");
 
+    // /metrics counts the rows of the runs so far by outcome.
+    let metrics = s.get("/metrics").await.text;
+    let created = metrics.lines().find(|l| l.starts_with("stockroom_ingest_rows_total{outcome=\"created\"}"));
+    let created: u64 = created.and_then(|l| l.rsplit(' ').next()?.parse().ok()).expect("ingest rows in /metrics");
+    assert_eq!(created, 192 + 2 + 2 + 2, "{metrics}");
+
     // Bad feeds: a clear problem each, and nothing written.
     let before = s.get("/search?limit=1").await.expect(200).body["total"].clone();
     s.raw("POST", "/ingest/nope", b"[]".to_vec(), Some("application/json")).await.expect_problem(404, "not-found");
