@@ -169,6 +169,24 @@ mod tests {
     }
 
     #[test]
+    fn origins_round_trip_and_old_events_read_without_one() {
+        let body = ProductEventBody::DetailsUpdated {
+            details: details("A", 1),
+            changed: vec![DetailField::Name],
+            origin: Some(origin("s", "1")),
+        };
+        let json = serde_json::to_value(&body).unwrap();
+        assert_eq!(json["data"]["origin"], serde_json::json!({"source": "s", "source_id": "1"}));
+        assert_eq!(serde_json::from_value::<ProductEventBody>(json).unwrap(), body);
+        let old =
+            serde_json::json!({"type": "DetailsUpdated", "data": {"details": details("A", 1), "changed": ["name"]}});
+        let ProductEventBody::DetailsUpdated { origin, .. } = serde_json::from_value(old).unwrap() else { panic!() };
+        assert_eq!(origin, None);
+        let api = ProductEventBody::DetailsUpdated { details: details("A", 1), changed: vec![], origin: None };
+        assert!(serde_json::to_value(&api).unwrap()["data"].get("origin").is_none(), "no origin, no member");
+    }
+
+    #[test]
     fn a_second_row_of_one_source_only_fills_gaps() {
         let p = product(vec![ProductEventBody::ProductRegistered {
             details: details("A", 100),
