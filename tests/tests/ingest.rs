@@ -264,7 +264,7 @@ async fn feeds_are_cleaned_matched_merged_and_written(backend: Backend) {
 /// kill -9 in the middle of a large feed, restart, send the feed again: every product
 /// exists exactly once, the counts add up, and the source definition survived.
 async fn a_run_killed_mid_feed_resumes_by_sending_it_again(backend: Backend) {
-    const ROWS: usize = 3000;
+    const ROWS: usize = 8000;
     let dir = data_dir();
     let s = Server::start_on(&backend, dir.path(), PATIENT).await;
     let source = json!({"priority": 1, "fields": {"source_id": "id", "name": "name", "price": "price"}});
