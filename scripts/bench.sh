@@ -15,6 +15,9 @@
 #                    and 8), Stockroom embedded and the PostgreSQL design, a fresh node
 #                    and database for each point (target/bench/scaling.png)
 #   freshness        write -> visible in search, at half the measured embedded rate
+#   ingest           catalog ingestion on the embedded log: a feed of R new products
+#                    (JSON lines), then the same feed again, all unchanged, rows/s
+#                    (scripts/ingest_bench.py)
 #   replay           rebuild of the catalog from a log of N events, next to the raw
 #                    read of that log (query/examples/replay.rs)
 #   write_kafka      Stockroom on the local Apache Kafka broker (scripts/kafka.sh): K
@@ -43,14 +46,14 @@ quick=0
 case "${1:-}" in
     --quick) quick=1 ;;
     "") ;;
-    -h | --help) sed -n '2,38p' "$0"; exit 0 ;;
-    *) sed -n '2,38p' "$0" >&2; exit 2 ;;
+    -h | --help) sed -n '2,41p' "$0"; exit 0 ;;
+    *) sed -n '2,41p' "$0" >&2; exit 2 ;;
 esac
 if [ "$quick" = 1 ]; then
-    seconds=5 clients=16 products=500 events=100000 small=5000 large=20000 warmup=3 races=5
+    seconds=5 clients=16 products=500 events=100000 small=5000 large=20000 warmup=3 races=5 feed_rows=5000
     scaling_clients="1 8" scaling_seconds=2
 else
-    seconds=30 clients=32 products=5000 events=1000000 small=100000 large=1000000 warmup=10 races=20
+    seconds=30 clients=32 products=5000 events=1000000 small=100000 large=1000000 warmup=10 races=20 feed_rows=100000
     scaling_clients="1 8 32 128" scaling_seconds=10
 fi
 # Partitions of the Kafka topics: Stockroom's (`stockroom topics create`) and the peer's.
@@ -141,6 +144,11 @@ for c in $scaling_clients; do
     "$bin/examples/loadgen" --postgres "$pg" --clients "$c" --seconds "$scaling_seconds" --products "$products" \
         --cpu-comm postgres --label "scaling_postgres_$c" > "$out/scaling_postgres_$c.json"
 done
+
+echo "== ingestion, embedded: $feed_rows rows new, then the same feed again" >&2
+start_node ingest
+python3 scripts/ingest_bench.py "$url" "$feed_rows" > "$out/ingest.json"
+stop_node
 
 echo "== freshness at half the embedded rate" >&2
 half="$(python3 -c 'import json,sys; print(max(1, int(json.load(open(sys.argv[1]))["commands_per_s"] / 2)))' "$out/write_embedded.json")"

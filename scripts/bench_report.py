@@ -50,7 +50,8 @@ def per_1000(run, i):
     return each[i] if i < len(each) else None
 
 
-emb, raw, pg, fresh, replay = (load(n) for n in ("write_embedded", "raw_append", "write_postgres", "freshness", "replay"))
+emb, raw, pg, fresh, replay, ingest = (
+    load(n) for n in ("write_embedded", "raw_append", "write_postgres", "freshness", "replay", "ingest"))
 kafka, kafka_one, fresh_kafka, raw_produce, broker = (
     load(n) for n in ("write_kafka", "write_kafka_one", "freshness_kafka", "raw_produce", "kafka_broker"))
 transactions = []
@@ -126,6 +127,11 @@ results = {
         "raw_produce_p99_ms": raw_produce["batch_latency"].get("p99_ms"),
     },
     "freshness_kafka": freshness(fresh_kafka),
+    "ingest_embedded": {
+        "rows": ingest["rows"],
+        "new_rows_per_s": ingest["new_rows_per_s"],
+        "unchanged_rows_per_s": ingest["unchanged_rows_per_s"],
+    },
     "write_postgres": {
         "clients": pg["clients"],
         "commands_per_s": pg["commands_per_s"],
@@ -228,6 +234,7 @@ rows = [
     ("Stockroom ÷ PostgreSQL throughput", f"{w['commands_per_s'] / p['commands_per_s']:.2f}×", f"p99 {n(w['p99_ms'], 1)} vs {n(p['p99_ms'], 1)} ms"),
     ("Freshness: write → searchable (from the request)", f"p50 {n(fr['p50_ms'], 1)} ms", f"p99 {n(fr['p99_ms'], 1)} ms at {n(fr['offered_rate'])} operations/s offered ({fr['samples']} samples); after the acknowledgement p50 {n(fr['after_ack_p50_ms'], 1)}, p99 {n(fr['after_ack_p99_ms'], 1)} ms"),
     (f"Replay: rebuild of {n(r['events'])} events, events/s", n(r["events_per_s"]), f"raw read {n(r['raw_read_per_s'])}/s, read + decode {n(r['decode_per_s'])}/s"),
+    (f"Ingestion, embedded: a feed of {n(results['ingest_embedded']['rows'])} new products, rows/s", n(results["ingest_embedded"]["new_rows_per_s"]), f"the same feed again (all unchanged): {n(results['ingest_embedded']['unchanged_rows_per_s'])} rows/s"),
 ]
 k, fk = results["write_kafka"], results["freshness_kafka"]
 where = f"Apache Kafka {k['broker_version']}, local" if k["broker"] == "apache-kafka" else "external Kafka"

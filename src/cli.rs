@@ -61,6 +61,10 @@ pub enum Command {
     /// background (the old view serves until the new one has caught up and is swapped
     /// in), and show their progress until each is done.
     Replay(ReplayArgs),
+    /// Send a catalog feed to a node (POST /ingest/{source}), show the run's progress,
+    /// and print the finished run as JSON on the last line. Exits 0 when the run is
+    /// done (rejected rows do not fail it), non-zero when it failed.
+    Ingest(IngestArgs),
     /// Work with the event log itself.
     Log {
         #[command(subcommand)]
@@ -85,8 +89,8 @@ pub struct LogDumpArgs {
     /// The data directory whose embedded log (`DIR/log`) is read.
     #[arg(long, env = "STOCKROOM_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
-    /// Which durable topic: events or dlq.
-    #[arg(long, default_value = "events", value_parser = ["events", "dlq"])]
+    /// Which durable topic: events, dlq, or sources (catalog feeds' raw rows and source definitions).
+    #[arg(long, default_value = "events", value_parser = ["events", "dlq", "sources"])]
     pub topic: String,
     /// Prefix of the topic names.
     #[arg(long, env = "STOCKROOM_TOPIC_PREFIX", default_value = "stockroom")]
@@ -107,6 +111,27 @@ pub struct LogExportArgs {
     /// Append even into topics that hold records that are not a copy of this log.
     #[arg(long)]
     pub force: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct IngestArgs {
+    /// The source the feed comes from (defined with PUT /ingest/sources/{source}).
+    #[arg(long)]
+    pub source: String,
+    /// The feed: a JSON array, JSON lines or CSV with a header row.
+    pub file: PathBuf,
+    /// `delta`, or `snapshot` (what this source alone listed and no longer lists is discontinued).
+    #[arg(long, default_value = "delta", value_parser = ["delta", "snapshot"])]
+    pub mode: String,
+    /// The node to send it to.
+    #[arg(long, env = "STOCKROOM_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// The feed's format; by default from the file's extension (.json, .ndjson or .jsonl, .csv).
+    #[arg(long, value_parser = ["json", "ndjson", "csv"])]
+    pub format: Option<String>,
+    /// Bearer token (writer role) when the node has tokens.
+    #[arg(long, env = "STOCKROOM_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -139,7 +164,7 @@ pub struct ReplayArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum TopicsCommand {
-    /// Create the topics (commands, events, results, replay, dlq) with their settings.
+    /// Create the topics (commands, events, results, replay, dlq, sources) with their settings.
     /// Existing topics are kept; they must be co-partitioned, or this refuses.
     Create(TopicsCreateArgs),
 }
@@ -211,6 +236,9 @@ pub struct ServeArgs {
     /// static member id in the command group (`group.instance.id`).
     #[arg(long, env = "STOCKROOM_NODE_ID")]
     pub node_id: Option<String>,
+    /// The largest catalog feed one `POST /ingest/{source}` may carry, in bytes (413 above).
+    #[arg(long, env = "STOCKROOM_MAX_FEED_BYTES", default_value_t = crate::ingest::http::MAX_FEED_BYTES)]
+    pub max_feed_bytes: usize,
     /// How long a write waits for its outcome before answering 202 with a Location to poll.
     #[arg(long, env = "STOCKROOM_WRITE_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub write_timeout: Duration,
@@ -285,6 +313,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Log { action: LogCommand::Export(args) } => crate::export::export(args).await,
         Command::Log { action: LogCommand::Dump(args) } => crate::export::dump(args).await,
         Command::Replay(args) => crate::replay::replay(args).await,
+        Command::Ingest(args) => crate::ingest_cli::ingest(args).await,
     }
 }
 

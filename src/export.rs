@@ -75,7 +75,11 @@ pub async fn dump(args: LogDumpArgs) -> anyhow::Result<()> {
         EmbeddedLog::open(&dir, TopicNames::new(&args.topic_prefix), None)
             .with_context(|| format!("cannot open the log in {} (is a node running on it?)", dir.display()))?,
     );
-    let topic = if args.topic == "dlq" { Topic::Dlq } else { Topic::Events };
+    let topic = match args.topic.as_str() {
+        "dlq" => Topic::Dlq,
+        "sources" => Topic::Sources,
+        _ => Topic::Events,
+    };
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for p in 0..log.partitions(topic) {
         let end = log.end_offset(topic, Partition(p)).await?;

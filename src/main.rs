@@ -5,6 +5,8 @@ mod admin;
 mod auth;
 mod cli;
 mod export;
+mod ingest;
+mod ingest_cli;
 mod limits;
 mod metrics;
 mod ops;

@@ -13,6 +13,10 @@
 //!   was), `stockroom_V_events_total{result}`, `stockroom_V_commits_total`, and for
 //!   views rebuilt on request `stockroom_V_rebuild_*`.
 //!
+//! - command nodes: `stockroom_ingest_rows_total{outcome}` (`read`, `created`,
+//!   `updated`, `unchanged`, `rejected`, `warnings`, over the runs since start) and
+//!   `stockroom_ingest_runs_running`.
+//!
 //! Counters that live in the processor and projectors (atomics) and lags that need
 //! the log's ends are read at each scrape into a registry made for that scrape; the
 //! HTTP series live across scrapes.
@@ -85,6 +89,8 @@ pub struct Metrics {
     pub http: HttpMetrics,
     pub processor: Option<Arc<ProcessorHealth>>,
     pub views: Option<Arc<Views>>,
+    /// Catalog ingestion, on nodes with the write side.
+    pub ingest: Option<crate::ingest::Ingest>,
 }
 
 /// The middleware that times every request by its route pattern.
@@ -120,6 +126,15 @@ pub async fn render(State(metrics): State<Arc<Metrics>>) -> Response {
         for standing in views.standings().await {
             register_view(&mut registry, &standing, views.started_ms);
         }
+    }
+    if let Some(ingest) = &metrics.ingest {
+        let (rows, running) = ingest.totals();
+        let family = Family::<OutcomeLabels, Counter>::default();
+        for (outcome, n) in rows {
+            family.get_or_create(&OutcomeLabels { outcome }).inc_by(n);
+        }
+        registry.register("stockroom_ingest_rows", "feed rows by what became of them (runs since start)", family);
+        registry.register("stockroom_ingest_runs_running", "ingestion runs in progress", gauge(running));
     }
     let mut out = String::new();
     if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &registry) {

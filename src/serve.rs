@@ -105,11 +105,13 @@ pub async fn serve(args: ServeArgs, role: Role) -> anyhow::Result<()> {
         spec: utoipa::openapi::OpenApi::default(),
         checks: Vec::new(),
     };
-    let mut metrics = Metrics { log: log.clone(), http: Default::default(), processor: None, views: None };
+    let mut metrics =
+        Metrics { log: log.clone(), http: Default::default(), processor: None, views: None, ingest: None };
     let mut state = None;
     if role.writes() {
-        let (store, health) = write_side(&args, &mut node).await?;
+        let (store, health, ingest) = write_side(&args, &mut node).await?;
         metrics.processor = Some(health);
+        metrics.ingest = Some(ingest);
         state = Some(store);
     }
     if role.reads() {
@@ -125,7 +127,10 @@ pub async fn serve(args: ServeArgs, role: Role) -> anyhow::Result<()> {
 
 /// The write side: this node's command processors (on the partitions the group gives
 /// it) and the command API.
-async fn write_side(args: &ServeArgs, node: &mut Node) -> anyhow::Result<(StateStore, Arc<ProcessorHealth>)> {
+async fn write_side(
+    args: &ServeArgs,
+    node: &mut Node,
+) -> anyhow::Result<(StateStore, Arc<ProcessorHealth>, crate::ingest::Ingest)> {
     let log = &node.log;
     let store = StateStore::open(&args.data_dir.join("state")).context("cannot open the state store")?;
     let config = ProcessorConfig { node_id: args.node_id().to_owned(), ..ProcessorConfig::default() };
@@ -133,12 +138,26 @@ async fn write_side(args: &ServeArgs, node: &mut Node) -> anyhow::Result<(StateS
     processor.follow(log.membership(&args.group_config())?, &node.tracker, node.cancel.clone());
     let client = CommandClient::start(log.clone(), args.node_id(), &node.tracker, node.cancel.clone()).await?;
     processor.answer_locally(client.clone());
+    let ingest = crate::ingest::Ingest::start(
+        log.clone(),
+        client.clone(),
+        args.write_timeout,
+        &node.tracker,
+        node.cancel.clone(),
+    )
+    .await?;
+    let ingest_api = crate::ingest::http::IngestApi {
+        ingest: ingest.clone(),
+        tracker: node.tracker.clone(),
+        max_feed_bytes: args.max_feed_bytes,
+    };
+    node.add_api(crate::ingest::router(ingest_api), crate::ingest::IngestApiDoc::openapi());
     let api = CommandApi { client, write_timeout: args.write_timeout };
     node.add_api(stockroom_command::router(api), stockroom_command::CommandApiDoc::openapi());
     let health = processor.health();
     let ready = health.clone();
     node.checks.push(("command-processor", Arc::new(move || ready.ready())));
-    Ok((store, health))
+    Ok((store, health, ingest))
 }
 
 /// The read side: every view's projector, registered once (readiness, metrics and

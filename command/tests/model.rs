@@ -239,6 +239,7 @@ fn command_of(op: &Op) -> (usize, ProductCommand) {
             ProductCommand::Register(stockroom_domain::product::NewProduct {
                 details: product_details(gtin),
                 initial_stock: stock,
+                origin: None,
             }),
         ),
         Op::SetGtin { sku, gtin: g } => {

@@ -106,7 +106,7 @@ async fn a_fenced_out_writer_is_ignored_by_every_reader() {
 fn with_gtin(name: &str, stock: u64, gtin: &str) -> ProductCommand {
     let mut details = stockroom_domain::testsuite::details(name);
     details.gtin = Some(Gtin::parse(gtin).unwrap());
-    ProductCommand::Register(NewProduct { details, initial_stock: stock })
+    ProductCommand::Register(NewProduct { details, initial_stock: stock, origin: None })
 }
 
 fn set_gtin(gtin: Option<&str>) -> ProductCommand {

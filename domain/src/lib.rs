@@ -10,6 +10,7 @@ pub mod aggregate;
 pub mod context;
 pub mod gtin;
 pub mod ids;
+pub mod ingest;
 pub mod order;
 pub mod product;
 pub mod rejection;

@@ -35,11 +35,11 @@ pub fn details(name: &str) -> ProductDetails {
 }
 
 pub fn registered(name: &str, initial_stock: u64) -> ProductEventBody {
-    ProductEventBody::ProductRegistered { details: details(name), initial_stock }
+    ProductEventBody::ProductRegistered { details: details(name), initial_stock, origin: None }
 }
 
 pub fn register(name: &str, initial_stock: u64) -> ProductCommand {
-    ProductCommand::Register(NewProduct { details: details(name), initial_stock })
+    ProductCommand::Register(NewProduct { details: details(name), initial_stock, origin: None })
 }
 
 pub fn receive(quantity: u64) -> ProductCommand {

@@ -71,7 +71,7 @@ async fn main() {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     for i in 0..products {
         let e = product_events(&mut rng, i, 1).remove(0);
-        let ProductEventBody::ProductRegistered { details: d, initial_stock } = &e.body else { unreachable!() };
+        let ProductEventBody::ProductRegistered { details: d, initial_stock, .. } = &e.body else { unreachable!() };
         let clean = |s: &str| s.replace(['\t', '\n', '\\'], " ");
         writeln!(
             tsv,

@@ -58,6 +58,16 @@ pub struct ProductView {
     /// The product's version: the `ETag` a conditional write sends as `If-Match`.
     pub version: u64,
     pub stock: StockView,
+    /// Every feed row merged into the product (catalog ingestion), in order.
+    #[serde(default)]
+    pub sources: Vec<SourceRef>,
+}
+
+/// One feed row behind a product: `{source, source_id}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SourceRef {
+    pub source: String,
+    pub source_id: String,
 }
 
 /// What [`ProductView::apply`] did with an event.
@@ -74,11 +84,19 @@ pub enum ViewUpdate {
 }
 
 impl ProductView {
+    fn add_source(&mut self, origin: Option<&stockroom_domain::ingest::FeedOrigin>) {
+        if let Some(o) = origin
+            && !self.sources.iter().any(|s| s.source == o.source && s.source_id == o.source_id)
+        {
+            self.sources.push(SourceRef { source: o.source.clone(), source_id: o.source_id.clone() });
+        }
+    }
+
     /// Folds one event into the current view (`None`: no view of this SKU yet).
     pub fn apply(current: Option<&ProductView>, event: &ProductEvent) -> ViewUpdate {
         let Some(view) = current else {
             return match &event.body {
-                ProductEventBody::ProductRegistered { details, initial_stock } if event.version == 1 => {
+                ProductEventBody::ProductRegistered { details, initial_stock, origin } if event.version == 1 => {
                     let mut view = ProductView {
                         sku: event.sku.as_str().to_owned(),
                         name: String::new(),
@@ -92,7 +110,9 @@ impl ProductView {
                         status: ViewStatus::Active,
                         version: 1,
                         stock: StockView::new(*initial_stock, 0),
+                        sources: Vec::new(),
                     };
+                    view.add_source(origin.as_ref());
                     view.set_details(details);
                     ViewUpdate::Applied(Box::new(view))
                 }
@@ -113,7 +133,10 @@ impl ProductView {
             // A second registration cannot be version + 1 of a registered product
             // unless the log is corrupt; keep the view as it is, at the new version.
             ProductEventBody::ProductRegistered { .. } => {}
-            ProductEventBody::DetailsUpdated { details, .. } => next.set_details(details),
+            ProductEventBody::DetailsUpdated { details, origin, .. } => {
+                next.set_details(details);
+                next.add_source(origin.as_ref());
+            }
             ProductEventBody::ProductDiscontinued => next.status = ViewStatus::Discontinued,
             ProductEventBody::StockReceived { quantity, .. } => on_hand = on_hand.saturating_add(*quantity),
             ProductEventBody::StockAdjusted { delta, .. } => on_hand = on_hand.saturating_add_signed(*delta),
@@ -179,7 +202,14 @@ mod tests {
     fn registered() -> ProductView {
         applied(ProductView::apply(
             None,
-            &event(1, ProductEventBody::ProductRegistered { details: details("Kettle", 2_999), initial_stock: 5 }),
+            &event(
+                1,
+                ProductEventBody::ProductRegistered {
+                    details: details("Kettle", 2_999),
+                    initial_stock: 5,
+                    origin: None,
+                },
+            ),
         ))
     }
 
@@ -221,7 +251,14 @@ mod tests {
         let v = registered();
         let v = applied(ProductView::apply(
             Some(&v),
-            &event(2, ProductEventBody::DetailsUpdated { details: details("Steel kettle", 3_499), changed: vec![] }),
+            &event(
+                2,
+                ProductEventBody::DetailsUpdated {
+                    details: details("Steel kettle", 3_499),
+                    changed: vec![],
+                    origin: None,
+                },
+            ),
         ));
         assert_eq!((v.name.as_str(), v.price_cents), ("Steel kettle", 3_499));
         let v = applied(ProductView::apply(Some(&v), &event(3, ProductEventBody::ProductDiscontinued)));

@@ -114,9 +114,14 @@ fn command(step: &Step) -> Option<(usize, ProductCommand)> {
     let q = |n: u64| Quantity::new(n).unwrap();
     let r = |n: u8| ReservationId::parse(format!("r-{n}")).unwrap();
     Some(match *step {
-        Step::Register { sku, name, brand, price, stock } => {
-            (sku, ProductCommand::Register(NewProduct { details: details(name, brand, price), initial_stock: stock }))
-        }
+        Step::Register { sku, name, brand, price, stock } => (
+            sku,
+            ProductCommand::Register(NewProduct {
+                details: details(name, brand, price),
+                initial_stock: stock,
+                origin: None,
+            }),
+        ),
         Step::Rename { sku, name, price } => (
             sku,
             ProductCommand::UpdateDetails(DetailsPatch {
@@ -361,8 +366,11 @@ async fn a_rebuild_cut_short_resumes_from_its_last_commit() {
     for i in 0..3_000u64 {
         let sku = Sku::parse(format!("P-{i}")).unwrap();
         let ctx = Context::new(CommandId::parse(format!("c-{i}")).unwrap(), Timestamp(10));
-        let register =
-            ProductCommand::Register(NewProduct { details: details(i as usize % 6, 0, i as i64), initial_stock: i });
+        let register = ProductCommand::Register(NewProduct {
+            details: details(i as usize % 6, 0, i as i64),
+            initial_stock: i,
+            origin: None,
+        });
         let events = decide(None, &sku, &register, &ctx).unwrap();
         let p = history.partition(sku.as_str());
         for e in &events {

@@ -248,7 +248,7 @@ async fn fold_log(log: &EventLog) -> Folded {
         let (_, mut on_hand, mut reserved, mut gtin) = current.clone().unwrap_or((0, 0, 0, None));
         let mut signed_on_hand = on_hand as i128;
         match &event.body {
-            ProductEventBody::ProductRegistered { details, initial_stock } => {
+            ProductEventBody::ProductRegistered { details, initial_stock, .. } => {
                 if current.is_some() {
                     f.sku_dupes += 1;
                 }

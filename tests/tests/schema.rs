@@ -40,7 +40,11 @@ async fn recorded_version_1_events_replay_into_todays_views() {
 
     for (sku, want) in expected["products"].as_object().unwrap() {
         let got = s.get(&format!("/products/{sku}")).await.expect(200).body;
-        assert_eq!(&got, want, "product {sku}");
+        // Recorded before products had `sources` (catalog ingestion): events of that
+        // build carry no feed origin, so today's answer adds an empty list.
+        let mut want = want.clone();
+        want["sources"] = Value::Array(Vec::new());
+        assert_eq!(got, want, "product {sku}");
     }
     for (id, want) in expected["orders"].as_object().unwrap() {
         let got = s.get(&format!("/orders/{id}")).await.expect(200).body;
@@ -53,7 +57,11 @@ async fn recorded_version_1_events_replay_into_todays_views() {
         assert_eq!(&Value::from(got), want, "history of {sku}");
     }
     let low = s.get("/alerts/low-stock?threshold=5").await.expect(200).body;
-    assert_eq!(low, expected["low_stock_5"]);
+    let mut want = expected["low_stock_5"].clone();
+    for p in want["products"].as_array_mut().unwrap() {
+        p["sources"] = Value::Array(Vec::new());
+    }
+    assert_eq!(low, want);
     // The registration reads in today's shape.
     let history = s.get("/products/KET-1/history").await.expect(200).body;
     assert_eq!(history["events"][0]["data"]["initial_on_hand"], 10, "{history}");

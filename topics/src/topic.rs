@@ -13,10 +13,14 @@ pub enum Topic {
     Replay,
     /// Records that could not be decoded or processed, with the reason.
     Dlq,
+    /// Catalog ingestion: source definitions and the raw feed rows as received,
+    /// keyed by source and source id; kept, so the pipeline can be re-run.
+    Sources,
 }
 
 impl Topic {
-    pub const ALL: [Topic; 5] = [Topic::Commands, Topic::Events, Topic::Results, Topic::Replay, Topic::Dlq];
+    pub const ALL: [Topic; 6] =
+        [Topic::Commands, Topic::Events, Topic::Results, Topic::Replay, Topic::Dlq, Topic::Sources];
 
     pub fn suffix(self) -> &'static str {
         match self {
@@ -25,6 +29,7 @@ impl Topic {
             Topic::Results => "results",
             Topic::Replay => "replay",
             Topic::Dlq => "dlq",
+            Topic::Sources => "sources",
         }
     }
 
@@ -32,7 +37,7 @@ impl Topic {
     /// are not the source of truth (a command counts once its events are durable), so
     /// the embedded shape keeps them in memory.
     pub fn is_durable_embedded(self) -> bool {
-        matches!(self, Topic::Events | Topic::Replay | Topic::Dlq)
+        matches!(self, Topic::Events | Topic::Replay | Topic::Dlq | Topic::Sources)
     }
 }
 

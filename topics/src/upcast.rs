@@ -83,7 +83,9 @@ mod tests {
     #[test]
     fn a_version_1_registration_is_read_as_the_current_schema() {
         let event: ProductEvent = decode("stockroom.product.registered", 1, V1_REGISTERED.as_bytes()).unwrap();
-        let ProductEventBody::ProductRegistered { initial_stock, details } = &event.body else { panic!("{event:?}") };
+        let ProductEventBody::ProductRegistered { initial_stock, details, .. } = &event.body else {
+            panic!("{event:?}")
+        };
         assert_eq!(*initial_stock, 10);
         assert_eq!(details.name, "Kettle");
         // Written again, it is a version-2 body, and reads back without a step.

@@ -54,7 +54,7 @@ pub async fn register(write: NewWrite, JsonBody(body): JsonBody<RegisterBody>) -
         attributes: body.attributes.unwrap_or_default(),
     };
     details.validate()?;
-    let new = NewProduct { details, initial_stock: body.initial_stock.unwrap_or(0) };
+    let new = NewProduct { details, initial_stock: body.initial_stock.unwrap_or(0), origin: None };
     let success = Success::created(format!("/products/{sku}")).with("sku", sku.as_str());
     write.send(Target::Product { sku, command: ProductCommand::Register(new) }, success).await
 }
@@ -99,6 +99,7 @@ pub async fn update(write: ProductWrite, JsonBody(body): JsonBody<PatchBody>) ->
         price_cents: body.price_cents,
         currency: body.currency.map(Currency::parse).transpose()?,
         attributes: body.attributes,
+        origin: None,
     };
     write.send(ProductCommand::UpdateDetails(patch)).await
 }

@@ -6,6 +6,7 @@ use crate::ids::{Gtin, OrderId, ReservationId, Timestamp};
 use crate::validation::{Currency, Quantity};
 
 use super::state::ProductDetails;
+use crate::ingest::FeedOrigin;
 
 /// What a client may ask of one product. The SKU travels beside the command.
 #[serde_with::skip_serializing_none]
@@ -65,6 +66,10 @@ pub struct NewProduct {
     pub details: ProductDetails,
     #[serde(default)]
     pub initial_stock: u64,
+    /// Set by ingestion only: the feed row the product comes from. Boxed: commands
+    /// travel inside GTIN claims, whose size it would otherwise swell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<Box<FeedOrigin>>,
 }
 
 /// A JSON merge-patch field (RFC 7396): absent keeps the value, `null` clears it,
@@ -133,6 +138,9 @@ pub struct DetailsPatch {
     pub price_cents: Option<i64>,
     pub currency: Option<Currency>,
     pub attributes: Option<BTreeMap<String, String>>,
+    /// Set by ingestion only (the HTTP body has no such member): the feed row the
+    /// patch comes from. Without it, the changed fields become manual amendments.
+    pub origin: Option<Box<FeedOrigin>>,
 }
 
 impl DetailsPatch {

@@ -7,7 +7,7 @@ use crate::validation::{
 
 use super::command::{DetailsPatch, ProductCommand};
 use super::event::{DetailField, ProductEvent, ProductEventBody, ReleaseReason};
-use super::state::{Product, ProductDetails, ProductStatus};
+use super::state::{Product, ProductStatus};
 
 /// Decides what `command` does to the product `sku` in `state`.
 ///
@@ -40,7 +40,11 @@ pub fn decide(
             if new.initial_stock > ON_HAND_MAX {
                 return Err(ValidationError::new("initial_stock", format!("must be at most {ON_HAND_MAX}")).into());
             }
-            vec![ProductEventBody::ProductRegistered { details: new.details.clone(), initial_stock: new.initial_stock }]
+            vec![ProductEventBody::ProductRegistered {
+                details: new.details.clone(),
+                initial_stock: new.initial_stock,
+                origin: new.origin.as_deref().cloned(),
+            }]
         }
         _ => {
             let product = state.ok_or_else(|| Rejection::ProductNotFound { sku: sku.clone() })?;
@@ -71,7 +75,7 @@ fn decide_existing(
         // Catalog commands: only while the product is active.
         ProductCommand::UpdateDetails(patch) => {
             ensure_active(product)?;
-            update_details(&product.details, patch)
+            update_details(product, patch)
         }
         ProductCommand::Discontinue => {
             ensure_active(product)?;
@@ -196,7 +200,8 @@ fn reserved_quantity(product: &Product, id: &ReservationId) -> Result<u64, Rejec
         .ok_or_else(|| Rejection::ReservationNotFound { reservation_id: id.clone() })
 }
 
-fn update_details(current: &ProductDetails, patch: &DetailsPatch) -> Result<Vec<ProductEventBody>, Rejection> {
+fn update_details(product: &Product, patch: &DetailsPatch) -> Result<Vec<ProductEventBody>, Rejection> {
+    let current = &product.details;
     let next = patch.apply(current);
     next.validate()?;
     let mut changed = Vec::new();
@@ -212,8 +217,12 @@ fn update_details(current: &ProductDetails, patch: &DetailsPatch) -> Result<Vec<
     note(next.gtin != current.gtin, DetailField::Gtin);
     note(next.price != current.price, DetailField::Price);
     note(next.attributes != current.attributes, DetailField::Attributes);
-    if changed.is_empty() {
+    // A feed row seen for the first time is recorded even when it changes nothing
+    // (the product gains it in `sources`); anything else that changes nothing is
+    // accepted without an event.
+    let new_origin = patch.origin.as_deref().is_some_and(|o| !product.sources.contains(o));
+    if changed.is_empty() && !new_origin {
         return Ok(Vec::new());
     }
-    Ok(vec![ProductEventBody::DetailsUpdated { details: next, changed }])
+    Ok(vec![ProductEventBody::DetailsUpdated { details: next, changed, origin: patch.origin.as_deref().cloned() }])
 }

@@ -3,6 +3,7 @@ use serde::{Deserialize, Serialize};
 use crate::ids::{CommandId, OrderId, ReservationId, Sku, Timestamp};
 
 use super::state::ProductDetails;
+use crate::ingest::FeedOrigin;
 
 /// One fact about one product. `version` is the product's version after this event
 /// (1 for the registration, then +1 each), and `command_id` the command that caused it.
@@ -63,11 +64,19 @@ pub enum ProductEventBody {
         /// it meant on hand or available); `stockroom_topics::upcast` renames it.
         #[serde(rename = "initial_on_hand")]
         initial_stock: u64,
+        /// The feed row it came from, when ingestion registered it. Added without a
+        /// schema version bump: absent (older events, the API) reads as `None`.
+        #[serde(default)]
+        origin: Option<FeedOrigin>,
     },
     /// Carries the full details after the change, so a reader needs no earlier state.
     DetailsUpdated {
         details: ProductDetails,
         changed: Vec<DetailField>,
+        /// The feed row it came from; `None` for a change through the API, whose
+        /// changed fields become manual amendments that feeds leave alone.
+        #[serde(default)]
+        origin: Option<FeedOrigin>,
     },
     #[strum(serialize = "discontinued")]
     ProductDiscontinued,

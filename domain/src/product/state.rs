@@ -1,8 +1,12 @@
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{Gtin, OrderId, ReservationId, Sku, Timestamp};
+use crate::ingest::FeedOrigin;
+use crate::ingest::merge::FieldOwner;
+
+use super::event::DetailField;
 use crate::validation::{
     ATTRIBUTE_KEY_MAX_CHARS, ATTRIBUTE_VALUE_MAX_CHARS, ATTRIBUTES_MAX, Currency, DESCRIPTION_MAX_CHARS,
     LABEL_MAX_CHARS, NAME_MAX_CHARS, ValidationError, bounded_text, required_text,
@@ -97,6 +101,12 @@ pub struct Product {
     pub reservations: BTreeMap<ReservationId, Reservation>,
     /// The version after the last applied event: 1 after registration, then +1 per event.
     pub version: u64,
+    /// Every feed row merged into the product (`sources` on `GET /products/{sku}`).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub sources: BTreeSet<FeedOrigin>,
+    /// Who set each detail field last: a source, or the API (a manual amendment).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub owners: BTreeMap<DetailField, FieldOwner>,
 }
 
 impl Product {

@@ -188,6 +188,7 @@ fn update_records_what_changed_and_skips_no_ops() {
         .then_expect(vec![ProductEventBody::DetailsUpdated {
             details: patch.apply(&details("Hammer")),
             changed: vec![DetailField::Name, DetailField::Brand, DetailField::Gtin],
+            origin: None,
         }])
         .unwrap();
     assert_eq!(p.details.brand.as_deref(), Some("Acme"));

@@ -34,11 +34,15 @@ fn details() -> impl Strategy<Value = ProductDetails> {
 fn body() -> impl Strategy<Value = ProductEventBody> {
     let rid = "[a-z0-9]{1,10}".prop_map(|s| ReservationId::parse(s).unwrap());
     prop_oneof![
-        (details(), any::<u32>())
-            .prop_map(|(details, s)| ProductEventBody::ProductRegistered { details, initial_stock: s as u64 }),
+        (details(), any::<u32>()).prop_map(|(details, s)| ProductEventBody::ProductRegistered {
+            details,
+            initial_stock: s as u64,
+            origin: None
+        }),
         details().prop_map(|details| ProductEventBody::DetailsUpdated {
             details,
-            changed: vec![DetailField::Name, DetailField::Gtin]
+            changed: vec![DetailField::Name, DetailField::Gtin],
+            origin: None,
         }),
         Just(ProductEventBody::ProductDiscontinued),
         (1u64..1000, proptest::option::of(text()))

@@ -70,7 +70,7 @@ pub fn product_events(rng: &mut Rng, i: u64, count: u64) -> Vec<ProductEvent> {
         attributes: Default::default(),
     };
     let mut events = Vec::with_capacity(count as usize);
-    let mut body = ProductEventBody::ProductRegistered { details: details.clone(), initial_stock: 50 };
+    let mut body = ProductEventBody::ProductRegistered { details: details.clone(), initial_stock: 50, origin: None };
     let mut open: Option<ReservationId> = None;
     for v in 1..=count {
         let at = Timestamp(1_790_000_000_000 + (i * 10 + v) as i64);
@@ -88,6 +88,7 @@ pub fn product_events(rng: &mut Rng, i: u64, count: u64) -> Vec<ProductEvent> {
                 ProductEventBody::DetailsUpdated {
                     details: d,
                     changed: vec![stockroom_domain::product::DetailField::Price],
+                    origin: None,
                 }
             }
             (1 | 3, None) => {

@@ -34,6 +34,7 @@ fn view(
         status: ViewStatus::Active,
         version: 1,
         stock: StockView { on_hand: available, reserved: 0, available },
+        sources: Vec::new(),
     }
 }
 

@@ -32,6 +32,8 @@ fn configs(topic: Topic) -> &'static [(&'static str, &'static str)] {
         Topic::Events => &[("cleanup.policy", "delete"), ("retention.ms", FOREVER), ("retention.bytes", "-1")],
         // Kept forever too: a rebuild request must not vanish before every node saw it.
         Topic::Replay => &[("cleanup.policy", "delete"), ("retention.ms", FOREVER), ("retention.bytes", "-1")],
+        // Raw feed rows: kept forever, so ingestion can be re-run over all of them.
+        Topic::Sources => &[("cleanup.policy", "delete"), ("retention.ms", FOREVER), ("retention.bytes", "-1")],
         // Dead letters wait for a person: 30 days.
         Topic::Dlq => &[("cleanup.policy", "delete"), ("retention.ms", "2592000000")],
         // Commands are only needed until processed; 7 days covers a long outage.
