@@ -49,9 +49,17 @@ impl OutboxConfig {
         Ok(OutboxConfig { dsn: dsn.into(), table, batch: 2000 })
     }
 
-    /// The replication slot (and publication) the connector owns: one per table.
-    pub fn slot(&self) -> String {
+    /// The publication the connector owns: one per table.
+    pub fn publication(&self) -> String {
         format!("stockroom_{}", self.table)
+    }
+
+    /// The replication slot the connector owns, one per database and table (slot
+    /// names are the server's, publications the database's).
+    pub fn slot(&self, database: &str) -> String {
+        let db: String =
+            database.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect();
+        format!("stockroom_{}_{}", db, self.table).chars().take(63).collect()
     }
 }
 
@@ -157,8 +165,10 @@ impl Connector {
     /// Makes the publication and the slot if they are missing, then reads, sends and
     /// confirms until cancelled.
     async fn follow(&self, client: &Client, cancel: &CancellationToken) -> Result<(), OutboxError> {
-        let slot = self.config.slot();
-        prepare(client, &self.config.table, &slot).await?;
+        let database: String = client.query_one("SELECT current_database()::text", &[]).await?.get(0);
+        let slot = self.config.slot(&database);
+        let publication = self.config.publication();
+        prepare(client, &self.config.table, &publication, &slot).await?;
         self.stats.connected.store(true, Ordering::Relaxed);
         info!(table = %self.config.table, slot = %slot, "outbox connector reading");
         let mut relations: HashMap<u32, Relation> = HashMap::new();
@@ -169,8 +179,8 @@ impl Connector {
             let messages = client
                 .query(
                     "SELECT data FROM pg_logical_slot_peek_binary_changes($1, NULL, $2, \
-                     'proto_version', '1', 'publication_names', $1)",
-                    &[&slot, &self.config.batch],
+                     'proto_version', '1', 'publication_names', $3)",
+                    &[&slot, &self.config.batch, &publication],
                 )
                 .await?;
             let transactions = self.transactions(messages.iter().map(|m| m.get::<_, Vec<u8>>(0)), &mut relations)?;
@@ -386,15 +396,15 @@ impl Connector {
 
 /// The table (if missing, with the contract's columns), a publication of it and the
 /// logical slot, each made only if missing.
-async fn prepare(client: &Client, table: &str, slot: &str) -> Result<(), OutboxError> {
+async fn prepare(client: &Client, table: &str, publication: &str, slot: &str) -> Result<(), OutboxError> {
     client
         .batch_execute(&format!(
             "CREATE TABLE IF NOT EXISTS {table} (id bigserial PRIMARY KEY, aggregate text, type text NOT NULL, \
              payload jsonb NOT NULL, created_at timestamptz DEFAULT now())"
         ))
         .await?;
-    if client.query_opt("SELECT 1 FROM pg_publication WHERE pubname = $1", &[&slot]).await?.is_none() {
-        client.batch_execute(&format!("CREATE PUBLICATION {slot} FOR TABLE {table}")).await?;
+    if client.query_opt("SELECT 1 FROM pg_publication WHERE pubname = $1", &[&publication]).await?.is_none() {
+        client.batch_execute(&format!("CREATE PUBLICATION {publication} FOR TABLE {table}")).await?;
     }
     if client.query_opt("SELECT 1 FROM pg_replication_slots WHERE slot_name = $1", &[&slot]).await?.is_none() {
         client.execute("SELECT 1 FROM pg_create_logical_replication_slot($1, 'pgoutput')", &[&slot]).await?;

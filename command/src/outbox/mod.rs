@@ -6,7 +6,7 @@
 //! # Reading: a logical replication slot and `pgoutput`
 //!
 //! The connector owns a publication of the outbox table and a logical replication
-//! slot (`stockroom_<table>`, plugin `pgoutput`, as Debezium uses). The slot is
+//! slot (`stockroom_<database>_<table>`, plugin `pgoutput`, as Debezium uses). The slot is
 //! PostgreSQL's own durable cursor over the write-ahead log: decoding hands out only
 //! **committed** transactions, whole and in commit order, so a rolled-back
 //! transaction's outbox row never reaches Stockroom. The connector reads with
