@@ -270,6 +270,10 @@ pub struct ServeArgs {
     /// The outbox table.
     #[arg(long, env = "STOCKROOM_OUTBOX_TABLE", default_value = "outbox")]
     pub outbox_table: String,
+    /// Keep the SQL read model (schema `stockroom`: products, stock, stock_movements)
+    /// in this PostgreSQL database (a libpq connection string or URL).
+    #[arg(long, env = "STOCKROOM_SQL_MODEL")]
+    pub sql_model: Option<String>,
 }
 
 /// Parses `250ms`, `5s`, `2m` or a bare number of seconds.

@@ -6,6 +6,7 @@ use anyhow::Context;
 use axum::Router;
 use stockroom_command::outbox::{Connector, OutboxConfig, OutboxStats};
 use stockroom_command::{CommandApi, CommandClient, Processor, ProcessorConfig, ProcessorHealth, StateStore};
+use stockroom_query::sql::SqlProjector;
 use stockroom_query::stock::{StockApi, StockBook, StockProjector};
 use stockroom_query::{CatalogProjector, CatalogSlot, OrderBook, QueryApi, Rebuilder};
 use stockroom_topics::kafka::{self, KafkaConfig, KafkaLog, TopicSettings};
@@ -194,6 +195,13 @@ fn read_side(
     node.tracker.spawn(stock.run(node.cancel.clone()));
     let api = StockApi { book, applied, read_timeout: args.read_timeout };
     node.add_api(stockroom_query::stock::router(api), stockroom_query::stock::StockApiDoc::openapi());
+
+    // The SQL read model, when asked for: a projector into PostgreSQL tables.
+    if let Some(dsn) = &args.sql_model {
+        let (sql, applied) = SqlProjector::new(log.clone(), dsn);
+        views.register(View { name: "sql", applied, stats: sql.stats(), rebuilds: Some(sql.rebuilds()) });
+        node.tracker.spawn(sql.run(node.cancel.clone()));
+    }
 
     node.checks.extend(views.checks());
     let views = Arc::new(views);
