@@ -104,11 +104,14 @@ pub struct Connector {
     stats: Arc<OutboxStats>,
 }
 
+/// A row as read: the outbox row, or why it could not be read (with its raw bytes).
+type ReadRow = Result<OutboxRow, (String, Vec<u8>)>;
+
 /// A transaction read from the slot.
 struct Transaction {
     end_lsn: Lsn,
     commit_ms: i64,
-    rows: Vec<Result<OutboxRow, (String, Vec<u8>)>>,
+    rows: Vec<ReadRow>,
 }
 
 /// What became of one row.
@@ -265,7 +268,7 @@ impl Connector {
     /// Sends every row of `transactions`: rows of one aggregate in commit order,
     /// different aggregates concurrently. False when cancelled before all were done.
     async fn send_all(&self, transactions: &[Transaction], cancel: &CancellationToken) -> bool {
-        let mut lanes: HashMap<String, Vec<&Result<OutboxRow, (String, Vec<u8>)>>> = HashMap::new();
+        let mut lanes: HashMap<String, Vec<&ReadRow>> = HashMap::new();
         for row in transactions.iter().flat_map(|t| &t.rows) {
             let lane = match row {
                 Ok(r) => r.write().map(|w| w.aggregate).unwrap_or_default(),
@@ -285,7 +288,7 @@ impl Connector {
     }
 
     /// Sends one row until its outcome is final (None: cancelled first).
-    async fn handle(&self, row: &Result<OutboxRow, (String, Vec<u8>)>, cancel: &CancellationToken) -> Option<Done> {
+    async fn handle(&self, row: &ReadRow, cancel: &CancellationToken) -> Option<Done> {
         let row = match row {
             Ok(row) => row,
             Err((reason, bytes)) => return self.dead_letter(None, reason, bytes.clone(), cancel).await,
@@ -413,7 +416,7 @@ async fn prepare(client: &Client, table: &str, publication: &str, slot: &str) ->
     Ok(())
 }
 
-fn outbox_row(row: &pgoutput::Row) -> Result<OutboxRow, (String, Vec<u8>)> {
+fn outbox_row(row: &pgoutput::Row) -> ReadRow {
     let raw = || {
         serde_json::to_vec(&row.columns.iter().map(|(k, v)| (k.clone(), format!("{v:?}"))).collect::<HashMap<_, _>>())
             .unwrap_or_default()
