@@ -224,3 +224,63 @@ async fn kill_9_of_the_connector_and_of_postgres_mid_stream_applies_every_row_ex
     s.stop().await;
     pg.drop_database(&db).await;
 }
+
+/// The Kafka shape: `stockroom connect postgres-outbox` as a node of its own, its
+/// commands going through `commands` to a command node, killed with `kill -9` and
+/// started again mid-stream: every row once.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_connector_node_on_kafka_applies_every_row_once_across_a_kill() {
+    const ROWS: i64 = 120;
+    let pg = Postgres::start(PG_PORT);
+    let db = pg.database("outbox_kafka").await;
+    let backend = stockroom_tests::Backend::kafka();
+    let dir = data_dir();
+    let s = Server::start_on(&backend, dir.path(), PATIENT).await;
+    s.wait_ready().await;
+    s.post("/products", json!({"sku": "NUT-1", "name": "Nut", "price_cents": 5})).await.expect(201);
+
+    let connector = || {
+        std::process::Command::new(stockroom_tests::binary())
+            .args(["connect", "postgres-outbox", "--dsn", &pg.dsn(&db)])
+            .args(backend.args())
+            .env("STOCKROOM_LOG", "warn")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start the connector")
+    };
+    let mut node = connector();
+    // The slot exists once the connector has prepared it; rows before it are not read.
+    let admin = pg.connect("postgres").await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while admin.query_opt("SELECT 1 FROM pg_replication_slots WHERE database = $1", &[&db]).await.unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the connector made no slot");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let app = pg.connect(&db).await;
+    for id in 1..=ROWS {
+        app.batch_execute(
+            "INSERT INTO outbox (type, payload) VALUES ('stock.received', '{\"sku\": \"NUT-1\", \"quantity\": 1}')",
+        )
+        .await
+        .unwrap();
+        if id == ROWS / 2 {
+            node.kill().unwrap();
+            node.wait().unwrap();
+            node = connector();
+        }
+    }
+    let product = until("every receipt", Duration::from_secs(120), async || {
+        let p = stock(&s, "NUT-1").await;
+        (p["stock"]["on_hand"].as_i64() >= Some(ROWS)).then_some(p)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let later = stock(&s, "NUT-1").await;
+    assert_eq!(product["stock"]["on_hand"], ROWS, "{product}");
+    assert_eq!(later["version"], ROWS + 1, "applied twice: {later}");
+    let _ = node.kill();
+    let _ = node.wait();
+    s.stop().await;
+    pg.drop_database(&db).await;
+}
