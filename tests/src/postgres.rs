@@ -55,15 +55,10 @@ impl Postgres {
     }
 
     pub async fn connect(&self, database: &str) -> Client {
-        let (client, connection) =
-            tokio_postgres::connect(&self.dsn(database), NoTls).await.expect("connect to postgres");
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        client
+        self.connect_retrying(database).await
     }
 
-    /// Connects, retrying while the server comes back.
+    /// Connects, retrying while the server (re)starts.
     pub async fn connect_retrying(&self, database: &str) -> Client {
         for _ in 0..300 {
             if let Ok((client, connection)) = tokio_postgres::connect(&self.dsn(database), NoTls).await {

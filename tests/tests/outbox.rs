@@ -12,6 +12,8 @@ use stockroom_tests::{Server, data_dir};
 
 /// The tests' PostgreSQL (not the benchmark's 5544).
 const PG_PORT: u16 = 5561;
+/// A server of its own for the test that kills it, so that the others do not see it die.
+const PG_PORT_KILLED: u16 = 5562;
 const PATIENT: &[&str] = &["--write-timeout", "20s", "--read-timeout", "20s"];
 
 async fn start(dir: &std::path::Path, dsn: &str) -> Server {
@@ -139,7 +141,7 @@ async fn committed_rows_become_commands_rolled_back_ones_never_and_malformed_one
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_of_the_connector_and_of_postgres_mid_stream_applies_every_row_exactly_once() {
     const ROWS: i64 = 600;
-    let pg = Arc::new(Postgres::start(PG_PORT));
+    let pg = Arc::new(Postgres::start(PG_PORT_KILLED));
     let db = pg.database("outbox_crash").await;
     let dir = data_dir();
     let mut s = start(dir.path(), &pg.dsn(&db)).await;
