@@ -35,8 +35,9 @@
 #   outbox           the PostgreSQL outbox connector (tests/examples/outbox_bench.rs) on
 #                    a PostgreSQL of its own with wal_level=logical (port 5545): a
 #                    backlog drained (acknowledged commands/s), then a steady 200 rows/s
-#                    (commit → slot confirmed, p50/p99); target/bench/outbox.txt, not
-#                    yet in results.json
+#                    (commit → slot confirmed, p50/p99); and the SQL read model's
+#                    freshness (write acknowledged → row in PostgreSQL, p50/p99);
+#                    target/bench/outbox.txt, not yet in results.json
 #   charts           target/bench/latency.png and throughput.png (tests/examples/charts.rs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -228,14 +229,19 @@ outbox_port="${STOCKROOM_OUTBOX_PGPORT:-5545}"
 PGPORT="$outbox_port" STOCKROOM_PG_DIR=/tmp/stockroom-bench-pg-logical STOCKROOM_PG_LOGICAL=1 scripts/postgres.sh start >&2
 outbox_dsn="host=127.0.0.1 port=$outbox_port user=postgres dbname=postgres"
 outbox_table="outbox_bench_$$"
-start_node outbox --outbox "$outbox_dsn" --outbox-table "$outbox_table"
+sql_db="sqlmodel_bench_$$"
+psql -q -h 127.0.0.1 -p "$outbox_port" -U postgres -c "CREATE DATABASE $sql_db"
+sql_dsn="host=127.0.0.1 port=$outbox_port user=postgres dbname=$sql_db"
+start_node outbox --outbox "$outbox_dsn" --outbox-table "$outbox_table" --sql-model "$sql_dsn"
 "$bin/examples/outbox_bench" --url "$url" --dsn "$outbox_dsn" --table "$outbox_table" \
-    --backlog "$([ "$quick" = 1 ] && echo 300 || echo 5000)" --rate 200 --seconds "$seconds" > "$out/outbox.txt"
+    --backlog "$([ "$quick" = 1 ] && echo 300 || echo 5000)" --rate 200 --seconds "$seconds" \
+    --sql-dsn "$sql_dsn" --writes "$([ "$quick" = 1 ] && echo 100 || echo 1000)" > "$out/outbox.txt"
 stop_node
-# The slot would hold WAL for ever: drop it with its table.
+# The slot would hold WAL for ever: drop it with its table; and the model's database.
 psql -q -h 127.0.0.1 -p "$outbox_port" -U postgres \
     -c "SELECT pg_drop_replication_slot('stockroom_postgres_$outbox_table')" \
-    -c "DROP TABLE $outbox_table" -c "DROP PUBLICATION stockroom_$outbox_table" >/dev/null
+    -c "DROP TABLE $outbox_table" -c "DROP PUBLICATION stockroom_$outbox_table" \
+    -c "DROP DATABASE $sql_db" >/dev/null
 cat "$out/outbox.txt" >&2
 
 for size in small large; do

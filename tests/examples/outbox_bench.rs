@@ -6,7 +6,10 @@
 //!    connector has acknowledged them all: acknowledged commands per second;
 //! 2. **steady**: commits `--rate` rows per second for `--seconds`, sampling the
 //!    connector's delay (commit of the last confirmed transaction → its
-//!    confirmation, `/admin/views`) every 20 ms: its p50 and p99.
+//!    confirmation, `/admin/views`) every 20 ms: its p50 and p99;
+//! 3. with `--sql-dsn` (the node also runs `--sql-model` there): **SQL freshness**,
+//!    `--writes` receipts one at a time, each timed from its acknowledgement until its
+//!    version is in `stockroom.stock`: p50 and p99.
 //!
 //! `cargo run --release -p stockroom-tests --example outbox_bench -- --url http://127.0.0.1:8080 --dsn '...'`
 
@@ -97,4 +100,41 @@ async fn main() {
         at(0.99),
         delays.len()
     );
+
+    let sql_dsn = arg("--sql-dsn", "");
+    if !sql_dsn.is_empty() {
+        let writes: usize = arg("--writes", "200").parse().unwrap();
+        let (sql, connection) = tokio_postgres::connect(&sql_dsn, tokio_postgres::NoTls).await.expect("sql model db");
+        tokio::spawn(connection);
+        let mut fresh = Vec::new();
+        for i in 0..writes {
+            let sku = format!("OB-{}", i % 64);
+            let answer: Value = http
+                .post(format!("{url}/products/{sku}/stock/receipts"))
+                .json(&json!({"quantity": 1}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let version = answer["version"].as_i64().expect("a version");
+            let acked = Instant::now();
+            loop {
+                let row = sql.query_opt("SELECT version FROM stockroom.stock WHERE sku = $1", &[&sku]).await.unwrap();
+                if row.is_some_and(|r| r.get::<_, i64>(0) >= version) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            fresh.push(acked.elapsed().as_secs_f64() * 1000.0);
+        }
+        fresh.sort_by(f64::total_cmp);
+        let at = |q: f64| fresh.get(((fresh.len() as f64 - 1.0) * q) as usize).copied().unwrap_or(0.0);
+        println!(
+            "sql model: {writes} writes, acknowledged → in stockroom.stock p50 {:.1} ms, p99 {:.1} ms",
+            at(0.5),
+            at(0.99)
+        );
+    }
 }
