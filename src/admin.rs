@@ -168,7 +168,7 @@ impl ViewReport {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReplayBody {
-    /// The view to rebuild: `catalog`.
+    /// The view to rebuild: `catalog`, or `sql` (on nodes started with `--sql-model`).
     pub view: String,
 }
 

@@ -115,6 +115,11 @@ impl SqlProjector {
     async fn follow(&self, mut client: Client, cancel: &CancellationToken) -> Result<(), SqlModelError> {
         client.batch_execute(&schema::ddl(LIVE)).await?;
         let mut model = open(&client, LIVE).await?;
+        if model.position.iter().next().is_none() && model.replay_answered == 0 {
+            // A brand-new model is built from offset 0 anyway: it answers every
+            // rebuild request made before it.
+            model.replay_answered = self.log.end_offset(Topic::Replay, Partition(0)).await?.0;
+        }
         self.applied.send_replace(model.position.clone());
         info!(position = %model.position, products = model.products.len(), "sql model started");
         let start_end = events_end(&self.log).await?;
