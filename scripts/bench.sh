@@ -38,6 +38,12 @@
 #   search_100k/1m   queries over HTTP, the same queries in process on the tantivy index
 #                    (query/examples/search_bench.rs), and on PostgreSQL full-text
 #                    search (tsvector + GIN, ts_rank) over the same products
+#   outbox           the PostgreSQL outbox connector (tests/examples/outbox_bench.rs) on
+#                    a PostgreSQL of its own with wal_level=logical (port 5545): a
+#                    backlog drained (acknowledged commands/s), then a steady 200 rows/s
+#                    (commit → slot confirmed, p50/p99); and the SQL read model's
+#                    freshness (write acknowledged → row in PostgreSQL, p50/p99);
+#                    target/bench/outbox.txt, not yet in results.json
 #   charts           target/bench/latency.png, throughput.png and scaling.png (tests/examples/charts.rs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,8 +52,8 @@ quick=0
 case "${1:-}" in
     --quick) quick=1 ;;
     "") ;;
-    -h | --help) sed -n '2,41p' "$0"; exit 0 ;;
-    *) sed -n '2,41p' "$0" >&2; exit 2 ;;
+    -h | --help) sed -n '2,47p' "$0"; exit 0 ;;
+    *) sed -n '2,47p' "$0" >&2; exit 2 ;;
 esac
 if [ "$quick" = 1 ]; then
     seconds=5 clients=16 products=500 events=100000 small=5000 large=20000 warmup=3 races=5 feed_rows=5000
@@ -70,6 +76,7 @@ cargo build -q --release -p stockroom-query --example replay
 cargo build -q --release -p stockroom-query --example search_bench
 cargo build -q --release -p stockroom-topics --example kafka_produce_bench
 cargo build -q --release -p stockroom-tests --example charts
+cargo build -q --release -p stockroom-tests --example outbox_bench
 # The Kafka Streams peer: Maven fetches its dependencies from Maven Central the first
 # time (into ~/.m2), then builds offline-fast; its jar and libs land in its target/.
 peer_dir=tests/peers/kafka-streams
@@ -240,6 +247,26 @@ if [ "$quick" = 0 ]; then
         done
     done
 fi
+
+echo "== outbox connector: a backlog drained, then a steady rate (PostgreSQL with logical decoding, its own)" >&2
+outbox_port="${STOCKROOM_OUTBOX_PGPORT:-5545}"
+PGPORT="$outbox_port" STOCKROOM_PG_DIR=/tmp/stockroom-bench-pg-logical STOCKROOM_PG_LOGICAL=1 scripts/postgres.sh start >&2
+outbox_dsn="host=127.0.0.1 port=$outbox_port user=postgres dbname=postgres"
+outbox_table="outbox_bench_$$"
+sql_db="sqlmodel_bench_$$"
+psql -q -h 127.0.0.1 -p "$outbox_port" -U postgres -c "CREATE DATABASE $sql_db"
+sql_dsn="host=127.0.0.1 port=$outbox_port user=postgres dbname=$sql_db"
+start_node outbox --outbox "$outbox_dsn" --outbox-table "$outbox_table" --sql-model "$sql_dsn"
+"$bin/examples/outbox_bench" --url "$url" --dsn "$outbox_dsn" --table "$outbox_table" \
+    --backlog "$([ "$quick" = 1 ] && echo 300 || echo 5000)" --rate 200 --seconds "$seconds" \
+    --sql-dsn "$sql_dsn" --writes "$([ "$quick" = 1 ] && echo 100 || echo 1000)" > "$out/outbox.txt"
+stop_node
+# The slot would hold WAL for ever: drop it with its table; and the model's database.
+psql -q -h 127.0.0.1 -p "$outbox_port" -U postgres \
+    -c "SELECT pg_drop_replication_slot('stockroom_postgres_$outbox_table')" \
+    -c "DROP TABLE $outbox_table" -c "DROP PUBLICATION stockroom_$outbox_table" \
+    -c "DROP DATABASE $sql_db" >/dev/null
+cat "$out/outbox.txt" >&2
 
 for size in small large; do
     n="${!size}"

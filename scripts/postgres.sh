@@ -6,6 +6,11 @@
 #   scripts/postgres.sh start     install if needed, initdb once, start on 127.0.0.1:$PGPORT (5544)
 #   scripts/postgres.sh stop
 #   scripts/postgres.sh status
+#
+# Environment: PGPORT (5544) and STOCKROOM_PG_DIR (/tmp/stockroom-bench-pg) choose
+# another server (the tests start their own, never the benchmark's);
+# STOCKROOM_PG_LOGICAL=1 starts it with wal_level=logical, for the outbox connector's
+# replication slots.
 set -euo pipefail
 
 PORT="${PGPORT:-5544}"
@@ -48,8 +53,12 @@ start() {
         [ "$(id -u)" = 0 ] && chown postgres "$DIR"
         as_pg "$bin/initdb" -D "$DIR" -U postgres --auth=trust >/dev/null
     fi
+    local extra=""
+    if [ "${STOCKROOM_PG_LOGICAL:-0}" = 1 ]; then
+        extra="-c wal_level=logical -c max_replication_slots=64 -c max_wal_senders=16"
+    fi
     as_pg "$bin/pg_ctl" -D "$DIR" -l "$DIR/server.log" -w start -o \
-        "-p $PORT -k /tmp -c listen_addresses=127.0.0.1 -c fsync=on -c synchronous_commit=on -c max_connections=200 -c shared_buffers=256MB" >/dev/null
+        "-p $PORT -k /tmp -c listen_addresses=127.0.0.1 -c fsync=on -c synchronous_commit=on -c max_connections=200 -c shared_buffers=256MB $extra" >/dev/null
     echo "postgres.sh: running on 127.0.0.1:$PORT (data in $DIR)"
 }
 

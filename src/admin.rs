@@ -83,16 +83,60 @@ pub struct ViewReport {
     pub replay_answered: Option<u64>,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ViewsReport {
     pub views: Vec<ViewReport>,
+    /// The PostgreSQL outbox connector, on a node started with `--outbox`.
+    pub outbox: Option<OutboxReport>,
+}
+
+/// Where the outbox connector is (API.md, "Databases").
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct OutboxReport {
+    pub table: String,
+    /// `following` (caught up with the slot), `catching-up` or `disconnected`.
+    pub state: &'static str,
+    /// The LSN the replication slot has confirmed (`16/B374D848`).
+    pub confirmed_lsn: String,
+    /// WAL bytes between the server's current position and the slot's confirmed one.
+    pub lag_bytes: u64,
+    /// Milliseconds from the commit of the last confirmed transaction to its confirmation.
+    pub last_delay_ms: i64,
+    pub rows_applied: u64,
+    pub rows_rejected: u64,
+    pub dead_letters: u64,
+    pub transactions: u64,
+}
+
+impl OutboxReport {
+    pub fn of(table: &str, s: &stockroom_command::outbox::OutboxStats) -> OutboxReport {
+        let connected = s.connected.load(Ordering::Relaxed);
+        OutboxReport {
+            table: table.to_owned(),
+            state: match (connected, s.caught_up.load(Ordering::Relaxed)) {
+                (false, _) => "disconnected",
+                (true, true) => "following",
+                (true, false) => "catching-up",
+            },
+            confirmed_lsn: stockroom_command::outbox::pgoutput::Lsn(s.confirmed_lsn.load(Ordering::Relaxed))
+                .to_string(),
+            lag_bytes: s.lag_bytes.load(Ordering::Relaxed),
+            last_delay_ms: s.last_delay_ms.load(Ordering::Relaxed),
+            rows_applied: s.applied.load(Ordering::Relaxed),
+            rows_rejected: s.rejected.load(Ordering::Relaxed),
+            dead_letters: s.dead_letters.load(Ordering::Relaxed),
+            transactions: s.transactions.load(Ordering::Relaxed),
+        }
+    }
 }
 
 #[utoipa::path(get, path = "/admin/views", tag = "admin",
     responses((status = 200, description = "every view of this node", body = ViewsReport)))]
 pub async fn views(State(views): State<Arc<Views>>) -> Json<ViewsReport> {
     let reports = views.standings().await.into_iter().map(|s| ViewReport::of(&s)).collect();
-    Json(ViewsReport { views: reports })
+    let outbox = views.outbox.as_ref().map(|(table, stats)| OutboxReport::of(table, stats));
+    Json(ViewsReport { views: reports, outbox })
 }
 
 impl ViewReport {
@@ -124,7 +168,7 @@ impl ViewReport {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReplayBody {
-    /// The view to rebuild: `catalog`.
+    /// The view to rebuild: `catalog`, or `sql` (on nodes started with `--sql-model`).
     pub view: String,
 }
 
@@ -177,6 +221,6 @@ pub async fn replay(
 }
 
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(views, replay), components(schemas(ViewsReport, ViewReport, RebuildView, ReplayBody, ReplayAccepted)),
+#[openapi(paths(views, replay), components(schemas(ViewsReport, ViewReport, OutboxReport, RebuildView, ReplayBody, ReplayAccepted)),
     tags((name = "admin", description = "operating the node (needs the admin role when tokens are configured)")))]
 pub struct AdminApiDoc;

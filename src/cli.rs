@@ -65,6 +65,12 @@ pub enum Command {
     /// and print the finished run as JSON on the last line. Exits 0 when the run is
     /// done (rejected rows do not fail it), non-zero when it failed.
     Ingest(IngestArgs),
+    /// Run a connector as its own node on Kafka: `connect postgres-outbox` reads a
+    /// PostgreSQL transactional outbox and sends every committed row as a command.
+    Connect {
+        #[command(subcommand)]
+        action: ConnectCommand,
+    },
     /// Work with the event log itself.
     Log {
         #[command(subcommand)]
@@ -160,6 +166,31 @@ pub struct ReplayArgs {
     /// Kafka: how long no new node must have reported before the wait ends.
     #[arg(long, default_value = "3s", value_parser = parse_duration)]
     pub settle: Duration,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConnectCommand {
+    /// Read a PostgreSQL outbox table by logical replication (a slot and `pgoutput`)
+    /// and send each committed row as a command through `commands`.
+    PostgresOutbox(OutboxArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct OutboxArgs {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    /// The PostgreSQL connection (libpq string or URL); the role needs REPLICATION.
+    #[arg(long, env = "STOCKROOM_OUTBOX")]
+    pub dsn: String,
+    /// The outbox table.
+    #[arg(long, env = "STOCKROOM_OUTBOX_TABLE", default_value = "outbox")]
+    pub table: String,
+    /// This node's name in logs and CloudEvents `source`.
+    #[arg(long, env = "STOCKROOM_NODE_ID", default_value = "outbox")]
+    pub node_id: String,
+    /// Where to serve `/metrics` and `/health/*` (optional).
+    #[arg(long, env = "STOCKROOM_LISTEN")]
+    pub listen: Option<SocketAddr>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -259,6 +290,18 @@ pub struct ServeArgs {
     /// The longest a request may take before it is answered 503.
     #[arg(long, env = "STOCKROOM_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub request_timeout: Duration,
+    /// Also read a PostgreSQL transactional outbox (a libpq connection string or URL):
+    /// every committed row of the outbox table becomes a command (API.md, "Databases").
+    /// The role needs REPLICATION (or superuser) and the server `wal_level=logical`.
+    #[arg(long, env = "STOCKROOM_OUTBOX")]
+    pub outbox: Option<String>,
+    /// The outbox table.
+    #[arg(long, env = "STOCKROOM_OUTBOX_TABLE", default_value = "outbox")]
+    pub outbox_table: String,
+    /// Keep the SQL read model (schema `stockroom`: products, stock, stock_movements)
+    /// in this PostgreSQL database (a libpq connection string or URL).
+    #[arg(long, env = "STOCKROOM_SQL_MODEL")]
+    pub sql_model: Option<String>,
 }
 
 /// Parses `250ms`, `5s`, `2m` or a bare number of seconds.
@@ -314,6 +357,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Log { action: LogCommand::Dump(args) } => crate::export::dump(args).await,
         Command::Replay(args) => crate::replay::replay(args).await,
         Command::Ingest(args) => crate::ingest_cli::ingest(args).await,
+        Command::Connect { action: ConnectCommand::PostgresOutbox(args) } => crate::serve::connect_outbox(args).await,
     }
 }
 

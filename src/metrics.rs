@@ -91,6 +91,8 @@ pub struct Metrics {
     pub views: Option<Arc<Views>>,
     /// Catalog ingestion, on nodes with the write side.
     pub ingest: Option<crate::ingest::Ingest>,
+    /// The outbox connector, on a node that runs one.
+    pub outbox: Option<Arc<stockroom_command::outbox::OutboxStats>>,
 }
 
 /// The middleware that times every request by its route pattern.
@@ -122,6 +124,9 @@ pub async fn render(State(metrics): State<Arc<Metrics>>) -> Response {
     if let Some(health) = &metrics.processor {
         register_processor(&mut registry, &metrics.log, health).await;
     }
+    if let Some(outbox) = &metrics.outbox {
+        register_outbox(&mut registry, outbox);
+    }
     if let Some(views) = &metrics.views {
         for standing in views.standings().await {
             register_view(&mut registry, &standing, views.started_ms);
@@ -142,6 +147,27 @@ pub async fn render(State(metrics): State<Arc<Metrics>>) -> Response {
     }
     ([(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], out)
         .into_response()
+}
+
+/// `stockroom_outbox_rows_total{outcome}`, `stockroom_outbox_transactions_total`,
+/// `stockroom_outbox_lag_bytes` and `stockroom_outbox_delay_seconds`.
+fn register_outbox(registry: &mut Registry, s: &stockroom_command::outbox::OutboxStats) {
+    let rows = Family::<OutcomeLabels, Counter>::default();
+    rows.get_or_create(&OutcomeLabels { outcome: "applied" }).inc_by(s.applied.load(Ordering::Relaxed));
+    rows.get_or_create(&OutcomeLabels { outcome: "rejected" }).inc_by(s.rejected.load(Ordering::Relaxed));
+    rows.get_or_create(&OutcomeLabels { outcome: "dead_letter" }).inc_by(s.dead_letters.load(Ordering::Relaxed));
+    registry.register("stockroom_outbox_rows", "outbox rows by what became of them", rows);
+    let transactions = counter(s.transactions.load(Ordering::Relaxed));
+    registry.register("stockroom_outbox_transactions", "outbox transactions confirmed on the slot", transactions);
+    let lag = gauge(s.lag_bytes.load(Ordering::Relaxed));
+    registry.register("stockroom_outbox_lag_bytes", "WAL bytes the outbox slot has not confirmed", lag);
+    let delay = Gauge::<f64, AtomicU64>::default();
+    delay.set(s.last_delay_ms.load(Ordering::Relaxed) as f64 / 1000.0);
+    registry.register(
+        "stockroom_outbox_delay_seconds",
+        "from the commit of the last confirmed outbox transaction to its confirmation",
+        delay,
+    );
 }
 
 /// A counter (fresh for this scrape) holding `value`.

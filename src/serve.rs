@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use axum::Router;
+use stockroom_command::outbox::{Connector, OutboxConfig, OutboxStats};
 use stockroom_command::{CommandApi, CommandClient, Processor, ProcessorConfig, ProcessorHealth, StateStore};
+use stockroom_query::sql::SqlProjector;
 use stockroom_query::stock::{StockApi, StockBook, StockProjector};
 use stockroom_query::{CatalogProjector, CatalogSlot, OrderBook, QueryApi, Rebuilder};
 use stockroom_topics::kafka::{self, KafkaConfig, KafkaLog, TopicSettings};
@@ -14,7 +16,7 @@ use tokio_util::task::TaskTracker;
 use tracing::info;
 use utoipa::OpenApi;
 
-use crate::cli::{KafkaArgs, ServeArgs, TopicsCreateArgs};
+use crate::cli::{KafkaArgs, OutboxArgs, ServeArgs, TopicsCreateArgs};
 use crate::metrics::{self, Metrics};
 use crate::views::{View, Views};
 use crate::{admin, auth, limits, ops};
@@ -105,17 +107,34 @@ pub async fn serve(args: ServeArgs, role: Role) -> anyhow::Result<()> {
         spec: utoipa::openapi::OpenApi::default(),
         checks: Vec::new(),
     };
-    let mut metrics =
-        Metrics { log: log.clone(), http: Default::default(), processor: None, views: None, ingest: None };
+    let mut metrics = Metrics {
+        log: log.clone(),
+        http: Default::default(),
+        processor: None,
+        views: None,
+        ingest: None,
+        outbox: None,
+    };
     let mut state = None;
+    let mut api = None;
     if role.writes() {
-        let (store, health, ingest) = write_side(&args, &mut node).await?;
+        let WriteSide { store, health, ingest, api: command_api } = write_side(&args, &mut node).await?;
         metrics.processor = Some(health);
         metrics.ingest = Some(ingest);
         state = Some(store);
+        api = Some(command_api);
+    }
+    if let (Some(dsn), Some(api)) = (&args.outbox, api) {
+        let config = OutboxConfig::new(dsn.clone(), args.outbox_table.clone())?;
+        let connector = Connector::new(config, api, log.clone());
+        metrics.outbox = Some(connector.stats());
+        node.tracker.spawn(connector.run(node.cancel.clone()));
+    } else if args.outbox.is_some() {
+        anyhow::bail!("--outbox needs a node that runs the write side (`serve` or `command`)");
     }
     if role.reads() {
-        metrics.views = Some(read_side(&args, &mut node)?);
+        let outbox = metrics.outbox.clone().map(|stats| (args.outbox_table.clone(), stats));
+        metrics.views = Some(read_side(&args, &mut node, outbox)?);
     }
     run_until_shutdown(&args, role, node, metrics, tokens).await?;
     if let Some(state) = state {
@@ -127,10 +146,15 @@ pub async fn serve(args: ServeArgs, role: Role) -> anyhow::Result<()> {
 
 /// The write side: this node's command processors (on the partitions the group gives
 /// it) and the command API.
-async fn write_side(
-    args: &ServeArgs,
-    node: &mut Node,
-) -> anyhow::Result<(StateStore, Arc<ProcessorHealth>, crate::ingest::Ingest)> {
+/// What the write side hands back to the node that runs it.
+struct WriteSide {
+    store: StateStore,
+    health: Arc<ProcessorHealth>,
+    ingest: crate::ingest::Ingest,
+    api: CommandApi,
+}
+
+async fn write_side(args: &ServeArgs, node: &mut Node) -> anyhow::Result<WriteSide> {
     let log = &node.log;
     let store = StateStore::open(&args.data_dir.join("state")).context("cannot open the state store")?;
     let config = ProcessorConfig { node_id: args.node_id().to_owned(), ..ProcessorConfig::default() };
@@ -153,19 +177,24 @@ async fn write_side(
     };
     node.add_api(crate::ingest::router(ingest_api), crate::ingest::IngestApiDoc::openapi());
     let api = CommandApi { client, write_timeout: args.write_timeout };
-    node.add_api(stockroom_command::router(api), stockroom_command::CommandApiDoc::openapi());
+    node.add_api(stockroom_command::router(api.clone()), stockroom_command::CommandApiDoc::openapi());
     let health = processor.health();
     let ready = health.clone();
     node.checks.push(("command-processor", Arc::new(move || ready.ready())));
-    Ok((store, health, ingest))
+    Ok(WriteSide { store, health, ingest, api })
 }
 
 /// The read side: every view's projector, registered once (readiness, metrics and
 /// `/admin/views` come from the registry), their read APIs, and rebuilds on request.
-fn read_side(args: &ServeArgs, node: &mut Node) -> anyhow::Result<Arc<Views>> {
+fn read_side(
+    args: &ServeArgs,
+    node: &mut Node,
+    outbox: Option<(String, Arc<OutboxStats>)>,
+) -> anyhow::Result<Arc<Views>> {
     let log = &node.log.clone();
     let data = &args.data_dir;
     let mut views = Views::new(log.clone());
+    views.outbox = outbox;
 
     // The catalog (and the orders view, folded by the same projector), rebuilt on
     // request (the replay topic) and swapped in by the projector.
@@ -192,6 +221,13 @@ fn read_side(args: &ServeArgs, node: &mut Node) -> anyhow::Result<Arc<Views>> {
     node.tracker.spawn(stock.run(node.cancel.clone()));
     let api = StockApi { book, applied, read_timeout: args.read_timeout };
     node.add_api(stockroom_query::stock::router(api), stockroom_query::stock::StockApiDoc::openapi());
+
+    // The SQL read model, when asked for: a projector into PostgreSQL tables.
+    if let Some(dsn) = &args.sql_model {
+        let (sql, applied) = SqlProjector::new(log.clone(), dsn);
+        views.register(View { name: "sql", applied, stats: sql.stats(), rebuilds: Some(sql.rebuilds()) });
+        node.tracker.spawn(sql.run(node.cancel.clone()));
+    }
 
     node.checks.extend(views.checks());
     let views = Arc::new(views);
@@ -294,4 +330,54 @@ async fn shutdown_signal() {
         _ = ctrl_c => {},
         _ = term => {},
     }
+}
+
+/// `stockroom connect postgres-outbox`: the outbox connector as a node of its own on
+/// Kafka. It sends commands through `commands` and waits for their outcomes on
+/// `results`, as a command API node does; it runs no processor.
+pub async fn connect_outbox(args: OutboxArgs) -> anyhow::Result<()> {
+    let Some(config) = kafka_config(&args.kafka, &args.node_id)? else {
+        anyhow::bail!(
+            "`stockroom connect postgres-outbox` runs as a node of a Kafka deployment and needs --kafka BOOTSTRAP; \
+             on the embedded log, use `stockroom serve --outbox DSN`"
+        );
+    };
+    let bootstrap = config.bootstrap.clone();
+    let log =
+        EventLog::kafka(KafkaLog::connect(config).await.with_context(|| format!("cannot use Kafka at {bootstrap}"))?);
+    let tracker = TaskTracker::new();
+    let cancel = CancellationToken::new();
+    let client = CommandClient::start(log.clone(), &args.node_id, &tracker, cancel.clone()).await?;
+    // The connector waits for each outcome itself (a 202 is sent again), so the bound
+    // only sets how often it asks.
+    let api = CommandApi { client, write_timeout: std::time::Duration::from_secs(5) };
+    let connector = Connector::new(OutboxConfig::new(args.dsn.clone(), args.table.clone())?, api, log.clone());
+    let stats = connector.stats();
+    tracker.spawn(connector.run(cancel.clone()));
+    let metrics = Arc::new(Metrics {
+        log: log.clone(),
+        http: Default::default(),
+        processor: None,
+        views: None,
+        outbox: Some(stats.clone()),
+    });
+    if let Some(listen) = args.listen {
+        let ready = stats.clone();
+        let checks: Vec<ops::Check> =
+            vec![("outbox", Arc::new(move || ready.connected.load(std::sync::atomic::Ordering::Relaxed)))];
+        let router = Router::new().route("/metrics", axum::routing::get(metrics::render).with_state(metrics));
+        let app = app(router, utoipa::openapi::OpenApi::default(), checks);
+        let listener =
+            tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+        info!(addr = %listener.local_addr()?, table = %args.table, "outbox connector listening");
+        axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    } else {
+        info!(table = %args.table, "outbox connector running");
+        shutdown_signal().await;
+    }
+    cancel.cancel();
+    tracker.close();
+    tracker.wait().await;
+    log.close().await?;
+    Ok(())
 }

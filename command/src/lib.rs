@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod http;
+pub mod outbox;
 pub mod processor;
 pub mod protocol;
 pub mod store;

@@ -12,6 +12,7 @@ pub mod http;
 pub mod orders;
 pub mod projector;
 pub mod rebuild;
+pub mod sql;
 pub mod stock;
 pub mod view;
 

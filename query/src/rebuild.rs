@@ -194,7 +194,7 @@ impl RebuildStatus {
         self.latest.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    fn set(&self, report: RebuildReport) {
+    pub(crate) fn set(&self, report: RebuildReport) {
         *self.latest.lock().unwrap_or_else(|p| p.into_inner()) = Some(report);
     }
 }

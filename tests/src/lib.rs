@@ -6,6 +6,7 @@
 //! once per test process with `cargo build` if it is missing or older than the tests.
 
 pub mod history;
+pub mod postgres;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

@@ -15,7 +15,7 @@ pub const REQUESTED_TYPE: &str = "stockroom.replay.requested";
 pub const PROGRESS_TYPE: &str = "stockroom.replay.progress";
 
 /// The views a rebuild can be asked for.
-pub const VIEWS: &[&str] = &["catalog"];
+pub const VIEWS: &[&str] = &["catalog", "sql"];
 
 /// "Rebuild `view` from offset 0." Its id is the request's offset in `replay`
 /// (assigned by the log), so the request itself needs none.

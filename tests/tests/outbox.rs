@@ -1,0 +1,288 @@
+//! The PostgreSQL outbox connector over real connections (API.md, "Databases"): a
+//! PostgreSQL of the tests' own (`scripts/postgres.sh`, `wal_level=logical`), the
+//! real binary with `--outbox`, and the outcomes read back over HTTP.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use stockroom_tests::postgres::Postgres;
+use stockroom_tests::{Server, data_dir};
+
+/// The tests' PostgreSQL (not the benchmark's 5544).
+const PG_PORT: u16 = 5561;
+/// A server of its own for the test that kills it, so that the others do not see it die.
+const PG_PORT_KILLED: u16 = 5562;
+const PATIENT: &[&str] = &["--write-timeout", "20s", "--read-timeout", "20s"];
+
+async fn start(dir: &std::path::Path, dsn: &str) -> Server {
+    let mut args: Vec<&str> = PATIENT.to_vec();
+    args.extend(["--outbox", dsn]);
+    let s = Server::start(dir, &args).await;
+    s.wait_ready().await;
+    s
+}
+
+/// Waits until the connector has made its slot and reads it.
+async fn following(s: &Server) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let views = s.get("/admin/views").await.body;
+        if views["outbox"]["state"] == "following" {
+            return views["outbox"].clone();
+        }
+        assert!(Instant::now() < deadline, "the connector never followed its slot: {views}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn until(what: &str, timeout: Duration, mut check: impl AsyncFnMut() -> Option<Value>) -> Value {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn stock(s: &Server, sku: &str) -> Value {
+    s.get(&format!("/products/{sku}")).await.expect(200).body
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn committed_rows_become_commands_rolled_back_ones_never_and_malformed_ones_go_to_the_dlq() {
+    let pg = Postgres::start(PG_PORT);
+    let db = pg.database("outbox_flow").await;
+    let dir = data_dir();
+    let s = start(dir.path(), &pg.dsn(&db)).await;
+    following(&s).await;
+    s.post("/products", json!({"sku": "KET-1", "name": "Kettle", "price_cents": 2999, "initial_stock": 10}))
+        .await
+        .expect(201);
+
+    let app = pg.connect(&db).await;
+    app.batch_execute("CREATE TABLE orders (id text PRIMARY KEY, total_cents bigint)").await.unwrap();
+    let outbox = |kind: &str, payload: Value| {
+        format!("INSERT INTO outbox (aggregate, type, payload) VALUES ('x', '{kind}', '{payload}'::jsonb);")
+    };
+    // An order and its outbox row, committed together.
+    app.batch_execute(&format!(
+        "BEGIN; INSERT INTO orders VALUES ('o-1', 8997); {} COMMIT;",
+        outbox("order.placed", json!({"order_id": "o-1", "lines": [{"sku": "KET-1", "quantity": 3}]}))
+    ))
+    .await
+    .unwrap();
+    // The same, rolled back: neither the order nor its event exists.
+    app.batch_execute(&format!(
+        "BEGIN; INSERT INTO orders VALUES ('o-2', 1); {} ROLLBACK;",
+        outbox("order.placed", json!({"order_id": "o-2", "lines": [{"sku": "KET-1", "quantity": 4}]}))
+    ))
+    .await
+    .unwrap();
+    // Rows that do not fit: an unknown type, a payload the API calls invalid.
+    app.batch_execute(&outbox("order.shipped", json!({"order_id": "o-1"}))).await.unwrap();
+    app.batch_execute(&outbox("stock.received", json!({"sku": "KET-1", "quantity": 0}))).await.unwrap();
+    // The stream flows on after them; and a transaction of two rows.
+    app.batch_execute(&format!(
+        "BEGIN; {} {} COMMIT;",
+        outbox("stock.received", json!({"sku": "KET-1", "quantity": 5, "reference": "PO-1"})),
+        outbox("product.updated", json!({"sku": "KET-1", "price_cents": 2799}))
+    ))
+    .await
+    .unwrap();
+    app.batch_execute(&outbox("order.confirmed", json!({"order_id": "o-1"}))).await.unwrap();
+
+    let report = until("every row's outcome", Duration::from_secs(60), async || {
+        let o = s.get("/admin/views").await.body["outbox"].clone();
+        (o["rows_applied"] == 4 && o["dead_letters"] == 2).then_some(o)
+    })
+    .await;
+    assert_eq!(report["rows_rejected"], 0, "{report}");
+
+    // o-1 was reserved, then confirmed (shipped): 10 + 5 - 3 on hand, nothing reserved.
+    // (The views follow the log a little behind the outcomes.)
+    until("o-1 confirmed", Duration::from_secs(20), async || {
+        let order = s.get("/orders/o-1").await.body;
+        (order["state"] == "confirmed").then_some(order)
+    })
+    .await;
+    s.get("/orders/o-2").await.expect(404);
+    let product = until("the catalog to show the rows", Duration::from_secs(20), async || {
+        let p = stock(&s, "KET-1").await;
+        (p["stock"]["on_hand"] == 12).then_some(p)
+    })
+    .await;
+    assert_eq!(product["stock"]["reserved"], 0, "{product}");
+    assert_eq!(product["price_cents"], 2799, "{product}");
+
+    let metrics = s.get("/metrics").await.text;
+    assert!(metrics.contains("stockroom_outbox_rows_total{outcome=\"dead_letter\"} 2"), "{metrics}");
+    assert!(metrics.contains("stockroom_outbox_rows_total{outcome=\"applied\"} 4"), "{metrics}");
+    assert!(metrics.contains("stockroom_outbox_lag_bytes"), "{metrics}");
+
+    // The reasons are in the DLQ (read from the stopped node's log).
+    s.stop().await;
+    let dump = std::process::Command::new(stockroom_tests::binary())
+        .args(["log", "dump", "--topic", "dlq", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .expect("log dump");
+    let dump = String::from_utf8_lossy(&dump.stdout);
+    assert!(dump.contains("unknown outbox type"), "{dump}");
+    assert!(dump.contains("quantity"), "{dump}");
+    pg.drop_database(&db).await;
+}
+
+/// `kill -9` of the node running the connector (twice) and of PostgreSQL (once),
+/// while an application commits receipts: every row is applied exactly once.
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_of_the_connector_and_of_postgres_mid_stream_applies_every_row_exactly_once() {
+    const ROWS: i64 = 600;
+    let pg = Arc::new(Postgres::start(PG_PORT_KILLED));
+    let db = pg.database("outbox_crash").await;
+    let dir = data_dir();
+    let mut s = start(dir.path(), &pg.dsn(&db)).await;
+    following(&s).await;
+    s.post("/products", json!({"sku": "BOLT-1", "name": "Bolt", "price_cents": 10})).await.expect(201);
+
+    // The application: one receipt of 1 per transaction, ids chosen by it, so that a
+    // commit whose answer was lost to the server's death is retried safely (the
+    // retry of a committed row is a primary-key conflict).
+    let committed = Arc::new(AtomicI64::new(0));
+    let writing = Arc::new(AtomicBool::new(true));
+    let writer = {
+        let (pg, db, committed, writing) = (pg.clone(), db.clone(), committed.clone(), writing.clone());
+        tokio::spawn(async move {
+            let mut app = pg.connect(&db).await;
+            let mut id = 1;
+            while id <= ROWS {
+                let sql = format!(
+                    "INSERT INTO outbox (id, aggregate, type, payload) VALUES ({id}, 'BOLT-1', 'stock.received', \
+                     '{{\"sku\": \"BOLT-1\", \"quantity\": 1}}')"
+                );
+                match app.batch_execute(&sql).await {
+                    Ok(()) => {
+                        committed.store(id, Ordering::Relaxed);
+                        id += 1;
+                    }
+                    Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => id += 1,
+                    Err(_) => app = pg.connect_retrying(&db).await,
+                }
+                tokio::time::sleep(Duration::from_millis(4)).await;
+            }
+            writing.store(false, Ordering::Relaxed);
+        })
+    };
+
+    let mut kills = 0;
+    let mut pg_killed = false;
+    while writing.load(Ordering::Relaxed) {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let done = committed.load(Ordering::Relaxed);
+        if kills < 2 && done > ROWS / 4 * (kills + 1) {
+            s.kill();
+            kills += 1;
+            s = start(dir.path(), &pg.dsn(&db)).await;
+        } else if !pg_killed && done > ROWS * 3 / 4 {
+            let pg = pg.clone();
+            tokio::task::spawn_blocking(move || pg.kill_and_restart()).await.unwrap();
+            pg_killed = true;
+        }
+    }
+    writer.await.unwrap();
+    assert_eq!(kills, 2, "the node was not killed twice mid-stream");
+    assert!(pg_killed, "postgres was not killed mid-stream");
+
+    // Every row once: on hand is the number of rows, and each receipt is one version.
+    let product = until("every receipt", Duration::from_secs(120), async || {
+        let p = stock(&s, "BOLT-1").await;
+        (p["stock"]["on_hand"].as_i64() >= Some(ROWS)).then_some(p)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let product_later = stock(&s, "BOLT-1").await;
+    assert_eq!(product["stock"]["on_hand"], ROWS, "{product}");
+    assert_eq!(product_later["stock"]["on_hand"], ROWS, "applied twice after all: {product_later}");
+    assert_eq!(product_later["version"], ROWS + 1, "{product_later}");
+    let history = s.get("/products/BOLT-1/history").await.expect(200).body;
+    assert_eq!(history["events"].as_array().map(Vec::len), Some(ROWS as usize + 1));
+
+    // The slot has confirmed everything.
+    let report = following(&s).await;
+    let admin = pg.connect("postgres").await;
+    let lag: i64 = admin
+        .query_one(
+            "SELECT (pg_current_wal_lsn() - confirmed_flush_lsn)::bigint FROM pg_replication_slots WHERE database = $1",
+            &[&db],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    eprintln!("after {kills} kills of the node and one of postgres: {report}; slot lag {lag} bytes");
+    assert_eq!(report["dead_letters"], 0, "{report}");
+    s.stop().await;
+    pg.drop_database(&db).await;
+}
+
+/// The Kafka shape: `stockroom connect postgres-outbox` as a node of its own, its
+/// commands going through `commands` to a command node, killed with `kill -9` and
+/// started again mid-stream: every row once.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_connector_node_on_kafka_applies_every_row_once_across_a_kill() {
+    const ROWS: i64 = 120;
+    let pg = Postgres::start(PG_PORT);
+    let db = pg.database("outbox_kafka").await;
+    let backend = stockroom_tests::Backend::kafka();
+    let dir = data_dir();
+    let s = Server::start_on(&backend, dir.path(), PATIENT).await;
+    s.wait_ready().await;
+    s.post("/products", json!({"sku": "NUT-1", "name": "Nut", "price_cents": 5})).await.expect(201);
+
+    let connector = || {
+        std::process::Command::new(stockroom_tests::binary())
+            .args(["connect", "postgres-outbox", "--dsn", &pg.dsn(&db)])
+            .args(backend.args())
+            .env("STOCKROOM_LOG", "warn")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start the connector")
+    };
+    let mut node = connector();
+    // The slot exists once the connector has prepared it; rows before it are not read.
+    let admin = pg.connect("postgres").await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while admin.query_opt("SELECT 1 FROM pg_replication_slots WHERE database = $1", &[&db]).await.unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the connector made no slot");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let app = pg.connect(&db).await;
+    for id in 1..=ROWS {
+        app.batch_execute(
+            "INSERT INTO outbox (type, payload) VALUES ('stock.received', '{\"sku\": \"NUT-1\", \"quantity\": 1}')",
+        )
+        .await
+        .unwrap();
+        if id == ROWS / 2 {
+            node.kill().unwrap();
+            node.wait().unwrap();
+            node = connector();
+        }
+    }
+    let product = until("every receipt", Duration::from_secs(120), async || {
+        let p = stock(&s, "NUT-1").await;
+        (p["stock"]["on_hand"].as_i64() >= Some(ROWS)).then_some(p)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let later = stock(&s, "NUT-1").await;
+    assert_eq!(product["stock"]["on_hand"], ROWS, "{product}");
+    assert_eq!(later["version"], ROWS + 1, "applied twice: {later}");
+    let _ = node.kill();
+    let _ = node.wait();
+    s.stop().await;
+    pg.drop_database(&db).await;
+}
