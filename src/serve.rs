@@ -359,6 +359,7 @@ pub async fn connect_outbox(args: OutboxArgs) -> anyhow::Result<()> {
         http: Default::default(),
         processor: None,
         views: None,
+        ingest: None,
         outbox: Some(stats.clone()),
     });
     if let Some(listen) = args.listen {

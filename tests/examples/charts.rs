@@ -131,14 +131,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// One point of the scaling chart: clients, commands/s, p99 ms.
+type ScalingPoint = (f64, f64, f64);
+
 /// Throughput (solid, left axis) and p99 (dashed, right axis) against clients (log
 /// scale), one colour per system.
 fn scaling(dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
     let systems = [("embedded", "Stockroom, embedded", SERIES[0].2), ("postgres", "PostgreSQL design", SERIES[1].2)];
-    let mut points: Vec<(&str, RGBColor, Vec<(f64, f64, f64)>)> = Vec::new();
+    let mut points: Vec<(&str, RGBColor, Vec<ScalingPoint>)> = Vec::new();
     for (system, label, color) in systems {
         let prefix = format!("scaling_{system}_");
-        let mut runs: Vec<(f64, f64, f64)> = std::fs::read_dir(dir)?
+        let mut runs: Vec<ScalingPoint> = std::fs::read_dir(dir)?
             .filter_map(|e| e.ok()?.file_name().into_string().ok())
             .filter_map(|name| name.strip_prefix(&prefix)?.strip_suffix(".json").map(str::to_owned))
             .filter_map(|clients| {

@@ -141,6 +141,8 @@ pub async fn load(client: &tokio_postgres::Client, schema: &str) -> Result<Vec<P
                 reserved: r.get::<_, i64>(12) as u64,
                 available: r.get::<_, i64>(13) as u64,
             },
+            // The SQL tables keep no provenance; the fold adds sources, nothing here reads them.
+            sources: Vec::new(),
         })
         .collect())
 }
