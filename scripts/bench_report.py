@@ -215,7 +215,7 @@ def write_scaling():
     }
 
 
-results["write_scaling"] = write_scaling()
+results["write_curve"] = write_scaling()
 peer_rows = peer_runs(results)
 with open(os.path.join(out, "results.json"), "w") as f:
     json.dump(results, f, indent=2)
@@ -276,7 +276,7 @@ if peer_rows:
            f"| Write, Kafka: Stockroom commands/s | {sk['commands_per_s']:,.0f} | p50 {sk['p50_ms']:.1f} ms, "
            f"p99 {sk['p99_ms']:.1f} ms; {sk['cpu_s_per_1000_commands'] or 0:.2f} CPU-s/1000 (node + broker) |"]
     md += [f"| {a} | {b} | {c} |" for a, b, c in peer_rows]
-scaling = results["write_scaling"]
+scaling = results["write_curve"]
 if scaling["embedded"]:
     md += ["", "## How write cost grows (a fresh node or database per point)", "",
            "| clients | Stockroom embedded commands/s | p99 ms | PostgreSQL commands/s | p99 ms | ratio |",
