@@ -393,3 +393,27 @@ mod tests {
         assert_eq!(super::listening_addr("nothing here"), None);
     }
 }
+
+/// Each test of a test file, once per backend: `embedded::name` and `kafka::name`.
+/// Each name is an `async fn name(backend: Backend)` of that file.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::Backend::Embedded).await
+                }
+            )*
+        }
+        mod kafka {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::Backend::kafka()).await
+                }
+            )*
+        }
+    };
+}

@@ -665,29 +665,7 @@ async fn openapi_docs_and_health(backend: Backend) {
     s.stop().await;
 }
 
-/// Each test, once per backend: `embedded::name` and `kafka::name`.
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod embedded {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(stockroom_tests::Backend::Embedded).await
-                }
-            )*
-        }
-        mod kafka {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(stockroom_tests::Backend::kafka()).await
-                }
-            )*
-        }
-    };
-}
-
-on_both_backends!(
+stockroom_tests::on_both_backends!(
     register_stock_search_and_read,
     paging_with_cursors_returns_everything_once,
     acknowledged_writes_survive_restarts_and_kill_9,

@@ -308,26 +308,7 @@ async fn a_run_killed_mid_feed_resumes_by_sending_it_again(backend: Backend) {
     s.stop().await;
 }
 
-/// Each test, once per backend: `embedded::name` and `kafka::name`.
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod embedded {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(stockroom_tests::Backend::Embedded).await
-                }
-            )*
-        }
-        mod kafka {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(stockroom_tests::Backend::kafka()).await
-                }
-            )*
-        }
-    };
-}
-
-on_both_backends!(feeds_are_cleaned_matched_merged_and_written, a_run_killed_mid_feed_resumes_by_sending_it_again);
+stockroom_tests::on_both_backends!(
+    feeds_are_cleaned_matched_merged_and_written,
+    a_run_killed_mid_feed_resumes_by_sending_it_again
+);
