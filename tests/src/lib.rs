@@ -384,16 +384,6 @@ pub fn data_dir() -> tempfile::TempDir {
     tempfile::Builder::new().prefix("stockroom-test-").tempdir().expect("temp dir")
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn finds_the_address_in_the_log_line() {
-        let line = "2026-11-24T01:00:00Z  INFO stockroom::serve: listening addr=127.0.0.1:4321 data_dir=/tmp/x";
-        assert_eq!(super::listening_addr(line), Some("127.0.0.1:4321".parse().unwrap()));
-        assert_eq!(super::listening_addr("nothing here"), None);
-    }
-}
-
 /// Each test of a test file, once per backend: `embedded::name` and `kafka::name`.
 /// Each name is an `async fn name(backend: Backend)` of that file.
 #[macro_export]
@@ -416,4 +406,14 @@ macro_rules! on_both_backends {
             )*
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn finds_the_address_in_the_log_line() {
+        let line = "2026-11-24T01:00:00Z  INFO stockroom::serve: listening addr=127.0.0.1:4321 data_dir=/tmp/x";
+        assert_eq!(super::listening_addr(line), Some("127.0.0.1:4321".parse().unwrap()));
+        assert_eq!(super::listening_addr("nothing here"), None);
+    }
 }
