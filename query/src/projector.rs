@@ -95,6 +95,31 @@ pub struct ProjectorStats {
 }
 
 impl ProjectorStats {
+    /// The product event in `record`, if it is one and its writer is current; a record
+    /// that cannot be read is counted in `unreadable` and skipped.
+    pub(crate) fn admitted_product_event(
+        &self,
+        record: &StoredRecord,
+        fences: &mut FenceTracker,
+    ) -> Option<stockroom_domain::product::ProductEvent> {
+        let unreadable = || self.unreadable.fetch_add(1, Ordering::Relaxed);
+        let Ok(env) = envelope_of(record) else {
+            unreadable();
+            return None;
+        };
+        if fences.admit(record.partition, &env) != Admission::Current {
+            return None;
+        }
+        match decode_entry(&env, record) {
+            Ok(LogEntry::Product(event)) => Some(*event),
+            Ok(_) => None,
+            Err(_) => {
+                unreadable();
+                None
+            }
+        }
+    }
+
     /// A poll found nothing more to read: the view is at the log's head.
     pub(crate) fn idle(&self, view: &str, position: &Position) {
         self.last_idle_ms.store(stockroom_topics::time::now_ms(), Ordering::Relaxed);

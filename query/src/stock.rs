@@ -34,8 +34,7 @@ use axum::response::Response;
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
 use stockroom_domain::product::ProductEvent;
-use stockroom_topics::events::{LogEntry, decode_entry, envelope_of};
-use stockroom_topics::{Admission, EventLog, FenceTracker, Offset, Partition, Position, StoredRecord, Topic};
+use stockroom_topics::{EventLog, FenceTracker, Offset, Partition, Position, Topic};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -216,7 +215,7 @@ impl StockProjector {
                     continue;
                 }
                 checkpoint.position.set(record.partition, Offset(record.offset.0 + 1));
-                if let Some(event) = self.admitted_event(&record, &mut checkpoint.fences) {
+                if let Some(event) = self.stats.admitted_product_event(&record, &mut checkpoint.fences) {
                     self.fold(&event, &mut products, &mut history)?;
                 }
             }
@@ -226,28 +225,6 @@ impl StockProjector {
             tokio::task::spawn_blocking(move || book.write(changed, history, &cp)).await??;
             self.applied.send_replace(checkpoint.position.clone());
             self.stats.committed("stock", &checkpoint.position, &start_end);
-        }
-    }
-
-    /// The product event in `record`, if it is one and its writer is current.
-    fn admitted_event(&self, record: &StoredRecord, fences: &mut FenceTracker) -> Option<ProductEvent> {
-        let env = match envelope_of(record) {
-            Ok(env) => env,
-            Err(_) => {
-                self.stats.unreadable.fetch_add(1, Ordering::Relaxed);
-                return None;
-            }
-        };
-        if fences.admit(record.partition, &env) != Admission::Current {
-            return None;
-        }
-        match decode_entry(&env, record) {
-            Ok(LogEntry::Product(event)) => Some(*event),
-            Ok(_) => None,
-            Err(_) => {
-                self.stats.unreadable.fetch_add(1, Ordering::Relaxed);
-                None
-            }
         }
     }
 

@@ -34,10 +34,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use stockroom_domain::product::ProductEvent;
-use stockroom_topics::events::{LogEntry, decode_entry, envelope_of};
 use stockroom_topics::replay::{RebuildState, ReplayMessage};
-use stockroom_topics::{Admission, EventLog, FenceTracker, Offset, Partition, Position, StoredRecord, Topic};
+use stockroom_topics::{EventLog, FenceTracker, Offset, Partition, Position, StoredRecord, Topic};
 use tokio::sync::watch;
 use tokio_postgres::{Client, NoTls};
 use tokio_util::sync::CancellationToken;
@@ -176,7 +174,7 @@ impl SqlProjector {
                 continue;
             }
             position.set(record.partition, Offset(record.offset.0 + 1));
-            let Some(event) = self.admitted_event(record, &mut model.fences) else { continue };
+            let Some(event) = self.stats.admitted_product_event(record, &mut model.fences) else { continue };
             let sku = event.sku.as_str().to_owned();
             match ProductView::apply(model.products.get(&sku), &event) {
                 ViewUpdate::Applied(view) => {
@@ -205,25 +203,6 @@ impl SqlProjector {
         tx.commit().await?;
         model.position = position;
         Ok(())
-    }
-
-    fn admitted_event(&self, record: &StoredRecord, fences: &mut FenceTracker) -> Option<ProductEvent> {
-        let unreadable = || self.stats.unreadable.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let Ok(env) = envelope_of(record) else {
-            unreadable();
-            return None;
-        };
-        if fences.admit(record.partition, &env) != Admission::Current {
-            return None;
-        }
-        match decode_entry(&env, record) {
-            Ok(LogEntry::Product(event)) => Some(*event),
-            Ok(_) => None,
-            Err(_) => {
-                unreadable();
-                None
-            }
-        }
     }
 
     /// Builds the model anew from offset 0 into [`REBUILD`] up to the log's end as
