@@ -4,6 +4,7 @@
 //! in the headers, like every record of Stockroom.
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use stockroom_domain::gtin::{GtinClaim, GtinCommand};
 use stockroom_domain::order::{LineStep, Order, OrderCommand};
 use stockroom_domain::product::{Product, ProductCommand};
@@ -207,4 +208,16 @@ fn decode<T: for<'de> Deserialize<'de>>(record: &StoredRecord) -> Result<(Envelo
     }
     let value = serde_json::from_slice(&record.record.payload)?;
     Ok((env, value))
+}
+
+/// 128 bits of SHA-256 over the parts (separated so that parts cannot run into each
+/// other), in hex: what command ids and idempotency fingerprints derived from content
+/// are made of (the write API's keys, catalog ingestion's rows).
+pub fn digest(parts: &[&[u8]]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_be_bytes());
+        h.update(p);
+    }
+    h.finalize()[..16].iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -7,10 +7,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use stockroom_command::CommandClient;
 use stockroom_command::client::Submitted;
-use stockroom_command::protocol::{CommandRecord, Outcome, Target};
+use stockroom_command::protocol::{CommandRecord, Outcome, Target, digest};
 use stockroom_domain::ingest::clean::CleanRules;
 use stockroom_domain::ingest::merge::is_empty;
 use stockroom_domain::ingest::{CleanRow, FeedOrigin, clean_row, match_key, merge_patch};
@@ -568,15 +567,6 @@ async fn read_sources_topic(log: &EventLog) -> LogResult<(BTreeMap<String, Sourc
         }
     }
     Ok((defs, kept))
-}
-
-fn digest(parts: &[&[u8]]) -> String {
-    let mut h = Sha256::new();
-    for p in parts {
-        h.update((p.len() as u64).to_be_bytes());
-        h.update(p);
-    }
-    h.finalize()[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

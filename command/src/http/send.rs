@@ -6,7 +6,6 @@ use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use stockroom_domain::{CommandId, Timestamp};
 use stockroom_http::Problem;
 use stockroom_topics::{POSITION_HEADER, time};
@@ -14,7 +13,7 @@ use tracing::{error, warn};
 
 use super::extract::WriteRequest;
 use crate::client::{CommandClient, SubmitError, Submitted};
-use crate::protocol::{CommandRecord, Outcome, Target};
+use crate::protocol::{CommandRecord, Outcome, Target, digest};
 
 /// What the HTTP handlers share.
 #[derive(Clone)]
@@ -124,16 +123,6 @@ fn fingerprint(route: &str, target: &Target, expected_version: Option<u64>) -> S
     let body = serde_json::to_vec(target).unwrap_or_default();
     let version = expected_version.map(|v| v.to_string()).unwrap_or_default();
     digest(&[route.as_bytes(), &body, version.as_bytes()])
-}
-
-/// 128 bits of SHA-256 over the parts (separated so that parts cannot run into each other), in hex.
-fn digest(parts: &[&[u8]]) -> String {
-    let mut h = Sha256::new();
-    for p in parts {
-        h.update((p.len() as u64).to_be_bytes());
-        h.update(p);
-    }
-    h.finalize()[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Maps an outcome to the HTTP answer.
