@@ -144,8 +144,6 @@ pub async fn serve(args: ServeArgs, role: Role) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The write side: this node's command processors (on the partitions the group gives
-/// it) and the command API.
 /// What the write side hands back to the node that runs it.
 struct WriteSide {
     store: StateStore,
@@ -154,6 +152,8 @@ struct WriteSide {
     api: CommandApi,
 }
 
+/// The write side: this node's command processors (on the partitions the group gives
+/// it), the command API and catalog ingestion.
 async fn write_side(args: &ServeArgs, node: &mut Node) -> anyhow::Result<WriteSide> {
     let log = &node.log;
     let store = StateStore::open(&args.data_dir.join("state")).context("cannot open the state store")?;
