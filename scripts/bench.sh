@@ -19,7 +19,8 @@
 #                    (JSON lines), then the same feed again, all unchanged, rows/s
 #                    (scripts/ingest_bench.py)
 #   replay           rebuild of the catalog from a log of N events, next to the raw
-#                    read of that log (query/examples/replay.rs)
+#                    read of that log (query/examples/replay.rs), at 1M and 5M events
+#                    (--quick: 100k and 200k): how the rate holds as the log grows
 #   write_kafka      Stockroom on the local Apache Kafka broker (scripts/kafka.sh): K
 #                    clients, and one client; CPU of the node and the broker; next to
 #                    the raw rdkafka produce rate to it at the same concurrency
@@ -35,16 +36,18 @@
 #   kafka_transactions  (full run only) the raw cost of Kafka transactions: transactional
 #                    producers committing every 1, 16, 128 records vs idempotent ones,
 #                    and read_committed vs read_uncommitted consumers' latency
-#   search_100k/1m   queries over HTTP, the same queries in process on the tantivy index
-#                    (query/examples/search_bench.rs), and on PostgreSQL full-text
-#                    search (tsvector + GIN, ts_rank) over the same products
+#   search_10k/100k/1m  queries over HTTP, the same queries in process on the tantivy
+#                    index (query/examples/search_bench.rs), and on PostgreSQL full-text
+#                    search (tsvector + GIN, ts_rank) over the same products (--quick:
+#                    1k, 5k and 20k products)
 #   outbox           the PostgreSQL outbox connector (tests/examples/outbox_bench.rs) on
 #                    a PostgreSQL of its own with wal_level=logical (port 5545): a
 #                    backlog drained (acknowledged commands/s), then a steady 200 rows/s
 #                    (commit → slot confirmed, p50/p99); and the SQL read model's
 #                    freshness (write acknowledged → row in PostgreSQL, p50/p99);
 #                    target/bench/outbox.txt, not yet in results.json
-#   charts           target/bench/latency.png, throughput.png and scaling.png (tests/examples/charts.rs)
+#   charts           target/bench/latency.png, throughput.png, scaling.png,
+#                    search_scaling.png and replay.png (tests/examples/charts.rs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -52,14 +55,16 @@ quick=0
 case "${1:-}" in
     --quick) quick=1 ;;
     "") ;;
-    -h | --help) sed -n '2,47p' "$0"; exit 0 ;;
-    *) sed -n '2,47p' "$0" >&2; exit 2 ;;
+    -h | --help) sed -n '2,50p' "$0"; exit 0 ;;
+    *) sed -n '2,50p' "$0" >&2; exit 2 ;;
 esac
 if [ "$quick" = 1 ]; then
-    seconds=5 clients=16 products=500 events=100000 small=5000 large=20000 warmup=3 races=5 feed_rows=5000
+    seconds=5 clients=16 products=500 events=100000 replay_large=200000 tiny=1000 small=5000 large=20000
+    warmup=3 races=5 feed_rows=5000
     scaling_clients="1 8" scaling_seconds=2
 else
-    seconds=30 clients=32 products=5000 events=1000000 small=100000 large=1000000 warmup=10 races=20 feed_rows=100000
+    seconds=30 clients=32 products=5000 events=1000000 replay_large=5000000 tiny=10000 small=100000 large=1000000
+    warmup=10 races=20 feed_rows=100000
     scaling_clients="1 8 32 128" scaling_seconds=10
 fi
 # Partitions of the Kafka topics: Stockroom's (`stockroom topics create`) and the peer's.
@@ -164,8 +169,11 @@ start_node fresh
     --rate "$half" --freshness --cpu-pids "$node_pid" --label freshness > "$out/freshness.json"
 stop_node
 
-echo "== replay of $events events" >&2
-"$bin/examples/replay" --events "$events" 2>/dev/null | tail -1 > "$out/replay.json"
+for e in "$events" "$replay_large"; do
+    echo "== replay of $e events" >&2
+    "$bin/examples/replay" --events "$e" 2>/dev/null | tail -1 > "$out/replay_curve_$e.json"
+done
+cp "$out/replay_curve_$events.json" "$out/replay.json"
 
 echo "== Kafka (local Apache Kafka broker): write path, one client, freshness, raw produce" >&2
 broker_pid=""
@@ -268,7 +276,7 @@ psql -q -h 127.0.0.1 -p "$outbox_port" -U postgres \
     -c "DROP DATABASE $sql_db" >/dev/null
 cat "$out/outbox.txt" >&2
 
-for size in small large; do
+for size in tiny small large; do
     n="${!size}"
     echo "== search over $n products: HTTP, in process, PostgreSQL ($search_clients clients)" >&2
     sdir="$work/search_$size"

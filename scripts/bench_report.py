@@ -216,6 +216,18 @@ def write_scaling():
 
 
 results["write_curve"] = write_scaling()
+# Search by catalog size (search_{tiny,small,large}: 10k, 100k and 1M products in the
+# full run), and replay by log length (replay_curve_N.json: 1M and 5M events).
+results["search_curve"] = [search(size) for size in ("tiny", "small", "large")
+                           if os.path.exists(os.path.join(out, f"search_{size}_http.json"))]
+replays = sorted((load(name[:-len(".json")]) for name in os.listdir(out)
+                  if re.fullmatch(r"replay_curve_\d+\.json", name)), key=lambda r: r["events"])
+results["replay_curve"] = [{
+    "events": r["events"],
+    "events_per_s": r["rebuild_per_s"],
+    "initial_build_per_s": r["initial_build_per_s"],
+    "raw_read_per_s": r["raw_read_per_s"],
+} for r in replays]
 peer_rows = peer_runs(results)
 with open(os.path.join(out, "results.json"), "w") as f:
     json.dump(results, f, indent=2)
@@ -264,7 +276,7 @@ for key in ("search_100k", "search_1m"):
         (f"Search, {n(q['products'])} products, in process (tantivy, 1 at a time)", f"p99 {n(q['inprocess_p99_ms'], 2)} ms", f"p50 {n(q['inprocess_p50_ms'], 2)} ms, {n(q['inprocess_qps'])} queries/s"),
         (f"Search, {n(q['products'])} products, PostgreSQL FTS ({q['clients']} clients): queries/s", n(q["postgres_qps"]), f"p50 {n(q['postgres_p50_ms'], 2)} ms, p99 {n(q['postgres_p99_ms'], 2)} ms; Stockroom = {q['qps'] / max(q['postgres_qps'], 1e-9):.1f}× its rate"),
     ]
-rows.append(("Charts", "latency.png, throughput.png, scaling.png", "beside this file"))
+rows.append(("Charts", "latency.png, throughput.png, scaling.png, search_scaling.png, replay.png", "beside this file"))
 m = results["machine"]
 md = [f"# Benchmark results\n", f"`{command}` on {m['cores']} cores ({m['cpu_model']}), {w['clients']} clients.\n",
       "| measure | value | detail |", "|---|---|---|"]
@@ -287,6 +299,22 @@ if scaling["embedded"]:
         ratio = f"{e['commands_per_s'] / q['commands_per_s']:.2f}×" if q.get("commands_per_s") else "–"
         md.append(f"| {e['clients']} | {n(e['commands_per_s'])} | {n(e['p99_ms'], 1)} | "
                   f"{n(q.get('commands_per_s'))} | {n(q.get('p99_ms'), 1)} | {ratio} |")
+if results["search_curve"]:
+    md += ["", "## How search cost grows (HTTP, {} clients; PostgreSQL full-text search)".format(
+        results["search_curve"][0]["clients"]), "",
+           "| products | Stockroom queries/s | p50 ms | p99 ms | PostgreSQL queries/s | p50 ms | p99 ms | ratio |",
+           "|---|---|---|---|---|---|---|---|"]
+    for q in results["search_curve"]:
+        md.append(f"| {n(q['products'])} | {n(q['qps'])} | {n(q['p50_ms'], 2)} | {n(q['p99_ms'], 2)} | "
+                  f"{n(q['postgres_qps'])} | {n(q['postgres_p50_ms'], 2)} | {n(q['postgres_p99_ms'], 2)} | "
+                  f"{q['qps'] / max(q['postgres_qps'], 1e-9):.1f}× |")
+if results["replay_curve"]:
+    first = results["replay_curve"][0]["events_per_s"]
+    md += ["", "## How replay holds as the log grows (goal: the rate falls by at most 20%)", "",
+           "| events | rebuild events/s | change | first build events/s | raw read events/s |", "|---|---|---|---|---|"]
+    for r in results["replay_curve"]:
+        md.append(f"| {n(r['events'])} | {n(r['events_per_s'])} | {r['events_per_s'] / max(first, 1e-9) - 1:+.0%} | "
+                  f"{n(r['initial_build_per_s'])} | {n(r['raw_read_per_s'])} |")
 with open(os.path.join(out, "results.md"), "w") as f:
     f.write("\n".join(md) + "\n")
 print("\n".join(md))

@@ -2,7 +2,10 @@
 //! `latency.png` (the latency distribution of the write paths, percentile by
 //! percentile), `throughput.png` (commands completed in each second of the run) and
 //! `scaling.png` (throughput and p99 against the number of clients, embedded and
-//! PostgreSQL, from `scaling_{embedded,postgres}_N.json`).
+//! PostgreSQL, from `scaling_{embedded,postgres}_N.json`), `search_scaling.png`
+//! (search p50 and p99 over HTTP against the number of products, Stockroom and
+//! PostgreSQL full-text search, from `search_{tiny,small,large}_{http,pg,inprocess}.json`)
+//! and `replay.png` (replay rate against the log's length, from `replay_curve_N.json`).
 //!
 //! ```text
 //! charts DIR     # reads DIR/write_embedded.json, DIR/write_postgres.json, DIR/write_kafka.json
@@ -127,7 +130,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     lines(&mut chart, &runs, series)?;
     root.present()?;
     scaling(dir)?;
-    println!("wrote latency.png, throughput.png and scaling.png in {}", dir.display());
+    search_scaling(dir)?;
+    replay(dir)?;
+    println!("wrote latency.png, throughput.png, scaling.png, search_scaling.png and replay.png in {}", dir.display());
     Ok(())
 }
 
@@ -181,4 +186,117 @@ fn scaling(dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
     chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
     root.present()?;
     Ok(())
+}
+
+/// One line of a curve chart: its label, colour, whether it is dashed, and its points.
+type Curve = (String, RGBColor, bool, Vec<(f64, f64)>);
+
+/// Curves against a logarithmic x axis (`log_y`: and y axis), solid or dashed.
+fn curves(path: &Path, caption: &str, x_desc: &str, y_desc: &str, log_y: bool, curves: &[Curve]) -> ChartResult {
+    let all = || curves.iter().flat_map(|c| c.3.iter().copied());
+    if all().next().is_none() {
+        return Ok(());
+    }
+    let (x_lo, x_hi) = (all().map(|p| p.0).fold(f64::MAX, f64::min), all().map(|p| p.0).fold(1.0f64, f64::max));
+    let (y_lo, y_hi) = (all().map(|p| p.1).fold(f64::MAX, f64::min), all().map(|p| p.1).fold(1.0f64, f64::max));
+    let x = (x_lo / 1.5)..(x_hi * 1.5);
+    let root = BitMapBackend::new(path, (900, 540)).into_drawing_area();
+    let builder = frame(&root, caption)?;
+    // The two y scales are two chart types: draw the same series on either.
+    macro_rules! draw {
+        ($chart:expr) => {{
+            let mut chart = $chart;
+            chart
+                .configure_mesh()
+                .x_labels(6)
+                .y_labels(8)
+                .x_label_formatter(&short)
+                .y_label_formatter(&short)
+                .x_desc(x_desc)
+                .y_desc(y_desc)
+                .draw()?;
+            for (label, color, dashed, points) in curves {
+                let color = *color;
+                let style = color.stroke_width(2);
+                let legend = move |(x, y): (i32, i32)| PathElement::new([(x, y), (x + 20, y)], style);
+                if *dashed {
+                    chart.draw_series(DashedLineSeries::new(points.iter().copied(), 6, 4, style))?
+                } else {
+                    chart.draw_series(LineSeries::new(points.iter().copied(), style))?
+                }
+                .label(label.as_str())
+                .legend(legend);
+            }
+            chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
+        }};
+    }
+    let mut builder = builder;
+    if log_y {
+        draw!(builder.build_cartesian_2d(x.log_scale(), ((y_lo / 1.5).max(1e-3)..y_hi * 1.5).log_scale())?);
+    } else {
+        draw!(builder.build_cartesian_2d(x.log_scale(), 0f64..y_hi * 1.15)?);
+    }
+    root.present()?;
+    Ok(())
+}
+
+type ChartResult = Result<(), Box<dyn std::error::Error>>;
+
+/// An axis label: 1k, 2.5M, 12, 0.5.
+fn short(v: &f64) -> String {
+    let (v, unit) = match v.abs() {
+        a if a >= 1e6 => (v / 1e6, "M"),
+        a if a >= 1e3 => (v / 1e3, "k"),
+        _ => (*v, ""),
+    };
+    let text = if v.abs() >= 10.0 || v.fract() == 0.0 { format!("{v:.0}") } else { format!("{v:.1}") };
+    format!("{text}{unit}")
+}
+
+/// Search p50 (dashed) and p99 (solid) over HTTP against the number of products.
+fn search_scaling(dir: &Path) -> ChartResult {
+    // Per size: the number of products, then the HTTP and the PostgreSQL runs.
+    let sizes: Vec<(f64, [Value; 2])> = ["tiny", "small", "large"]
+        .iter()
+        .filter_map(|size| {
+            let products = load(dir, &format!("search_{size}_inprocess"))?["products"].as_f64()?;
+            Some((products, [load(dir, &format!("search_{size}_http"))?, load(dir, &format!("search_{size}_pg"))?]))
+        })
+        .collect();
+    let mut lines: Vec<Curve> = Vec::new();
+    for (system, color, run) in [("Stockroom, HTTP", SERIES[0].2, 0), ("PostgreSQL FTS", SERIES[1].2, 1)] {
+        for (quantile, dashed) in [("p99", false), ("p50", true)] {
+            let key = format!("search_{quantile}_ms");
+            let points = sizes.iter().filter_map(|(n, runs)| Some((*n, runs[run][&key].as_f64()?))).collect();
+            lines.push((format!("{system}, {quantile}"), color, dashed, points));
+        }
+    }
+    curves(
+        &dir.join("search_scaling.png"),
+        "Search latency by catalog size: p99 (solid), p50 (dashed)",
+        "products",
+        "milliseconds",
+        true,
+        &lines,
+    )
+}
+
+/// Replay rate (the rebuild on request, the first build, the raw read) against the
+/// length of the log.
+fn replay(dir: &Path) -> ChartResult {
+    let mut runs: Vec<Value> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter_map(|name| name.strip_prefix("replay_curve_")?.strip_suffix(".json").map(str::to_owned))
+        .filter_map(|events| load(dir, &format!("replay_curve_{events}")))
+        .collect();
+    runs.sort_by(|a, b| a["events"].as_f64().unwrap_or(0.0).total_cmp(&b["events"].as_f64().unwrap_or(0.0)));
+    let series = |key: &str| -> Vec<(f64, f64)> {
+        runs.iter().filter_map(|r| Some((r["events"].as_f64()?, r[key].as_f64()?))).collect()
+    };
+    let lines: Vec<Curve> = vec![
+        ("rebuild on request".into(), SERIES[0].2, false, series("rebuild_per_s")),
+        ("first build (live projector)".into(), SERIES[2].2, false, series("initial_build_per_s")),
+        ("raw read of the log".into(), SERIES[5].2, true, series("raw_read_per_s")),
+    ];
+    curves(&dir.join("replay.png"), "Replay rate by log length", "events in the log", "events/s", true, &lines)
 }
