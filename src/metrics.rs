@@ -11,7 +11,9 @@
 //!   `stockroom_V_lag{partition}` (events not yet applied),
 //!   `stockroom_V_staleness_seconds` (0 when caught up, else the time since it last
 //!   was), `stockroom_V_events_total{result}`, `stockroom_V_commits_total`, and for
-//!   views rebuilt on request `stockroom_V_rebuild_*`.
+//!   views rebuilt on request `stockroom_V_rebuild_*`; and
+//!   `stockroom_search_cache_{hits,misses}_total` (searches answered again from the
+//!   answers of the catalog's current generation, and searches computed).
 //!
 //! - command nodes: `stockroom_ingest_rows_total{outcome}` (`read`, `created`,
 //!   `updated`, `unchanged`, `rejected`, `warnings`, over the runs since start) and
@@ -130,6 +132,16 @@ pub async fn render(State(metrics): State<Arc<Metrics>>) -> Response {
     if let Some(views) = &metrics.views {
         for standing in views.standings().await {
             register_view(&mut registry, &standing, views.started_ms);
+        }
+        if let Some(slot) = &views.catalog {
+            // Of the catalog served now (a rebuild's swap starts them again).
+            let (hits, misses) = slot.current().answer_cache_counts();
+            registry.register(
+                "stockroom_search_cache_hits",
+                "searches answered from the current generation's answers",
+                counter(hits),
+            );
+            registry.register("stockroom_search_cache_misses", "searches computed on the index", counter(misses));
         }
     }
     if let Some(ingest) = &metrics.ingest {

@@ -199,6 +199,7 @@ fn read_side(
     // The catalog (and the orders view, folded by the same projector), rebuilt on
     // request (the replay topic) and swapped in by the projector.
     let catalog = Arc::new(CatalogSlot::open(data).context("cannot open the catalog index")?);
+    views.catalog = Some(catalog.clone());
     let (orders, orders_fresh) = OrderBook::open(&data.join("orders")).context("cannot open the orders view")?;
     let orders = Arc::new(orders);
     let (projector, applied) = CatalogProjector::new(log.clone(), catalog.clone(), orders.clone(), orders_fresh)?;

@@ -62,13 +62,15 @@ pub struct Views {
     /// The outbox connector of this node, if it runs one (its table and counters):
     /// not a view, but `/admin/views` shows its lag beside theirs.
     pub outbox: Option<(String, Arc<stockroom_command::outbox::OutboxStats>)>,
+    /// The catalog this node serves (for its search counters on `/metrics`).
+    pub catalog: Option<Arc<stockroom_query::CatalogSlot>>,
     /// When this node started (ms since the epoch).
     pub started_ms: i64,
 }
 
 impl Views {
     pub fn new(log: EventLog) -> Views {
-        Views { log, views: Vec::new(), outbox: None, started_ms: stockroom_topics::time::now_ms() }
+        Views { log, views: Vec::new(), outbox: None, catalog: None, started_ms: stockroom_topics::time::now_ms() }
     }
 
     pub fn register(&mut self, view: View) {

@@ -9,9 +9,11 @@
 //! The index is a disposable view: if its schema is not the one this code writes
 //! (an older build made it), it is thrown away and rebuilt from the log.
 
+mod answers;
 mod grammar;
 mod search;
 
+pub use answers::CAPACITY as ANSWER_CACHE_CAPACITY;
 pub use grammar::{MAX_CLAUSES, MAX_QUERY_BYTES};
 pub use search::{FacetCount, Facets, MAX_DEPTH, MAX_LIMIT, SearchError, SearchRequest, SearchResponse, Sort};
 
@@ -108,6 +110,8 @@ pub struct Catalog {
     fields: Fields,
     reader: IndexReader,
     writer: Mutex<IndexWriter>,
+    /// Answers of the current searcher generation ([`answers`]).
+    answers: answers::Answers,
 }
 
 impl std::fmt::Debug for Catalog {
@@ -146,7 +150,7 @@ impl Catalog {
         };
         let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
         let writer = index.writer_with_num_threads(threads, heap)?;
-        Ok(Catalog { index, fields, reader, writer: Mutex::new(writer) })
+        Ok(Catalog { index, fields, reader, writer: Mutex::new(writer), answers: answers::Answers::default() })
     }
 
     /// The checkpoint stored with the last commit, if any.

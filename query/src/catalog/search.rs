@@ -50,7 +50,7 @@ impl Sort {
     }
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct SearchRequest {
     pub q: Option<String>,
     pub category: Option<String>,
@@ -190,13 +190,38 @@ fn decode_cursor(cursor: &str) -> Option<(usize, u64)> {
 }
 
 impl Catalog {
+    /// Answers `request`: from the answers already computed on the current searcher
+    /// generation when the same request was asked since the last commit (see
+    /// [`super::answers`]), else by [`Catalog::search_uncached`].
     pub fn search(&self, request: &SearchRequest) -> Result<SearchResponse, SearchError> {
+        let searcher = self.reader.searcher();
+        let generation = searcher.generation().generation_id();
+        if let Some(answer) = self.answers.get(generation, request) {
+            return Ok(answer);
+        }
+        let answer = self.search_on(&searcher, request)?;
+        self.answers.put(generation, request, &answer);
+        Ok(answer)
+    }
+
+    /// Computes the answer on the index, whether or not it was asked before (what the
+    /// in-process benchmark measures).
+    pub fn search_uncached(&self, request: &SearchRequest) -> Result<SearchResponse, SearchError> {
+        self.search_on(&self.reader.searcher(), request)
+    }
+
+    /// Searches answered from the cache of answers, and searches computed, since this
+    /// catalog was opened.
+    pub fn answer_cache_counts(&self) -> (u64, u64) {
+        self.answers.counts()
+    }
+
+    fn search_on(&self, searcher: &Searcher, request: &SearchRequest) -> Result<SearchResponse, SearchError> {
         request.validate()?;
         let offset = request.offset()?;
         let clauses = grammar::parse(request.q.as_deref().unwrap_or("")).map_err(SearchError::BadQuery)?;
         let has_text = clauses.iter().any(|c| !c.negated);
         let query = self.query(&clauses, request);
-        let searcher = self.reader.searcher();
         let limit = request.limit.min(MAX_DEPTH - offset);
         let top = TopDocs::with_limit(limit).and_offset(offset);
         let sort = match request.sort {
@@ -209,11 +234,11 @@ impl Catalog {
         let price = || SortByStaticFastValue::<i64>::for_field("price");
         let (total, addresses, categories, brands) = match sort {
             Sort::Relevance => {
-                self.collect(&searcher, &query, top.order_by(((SortBySimilarityScore, Order::Desc), sku())))?
+                self.collect(searcher, &query, top.order_by(((SortBySimilarityScore, Order::Desc), sku())))?
             }
-            Sort::PriceAsc => self.collect(&searcher, &query, top.order_by(((price(), Order::Asc), sku())))?,
-            Sort::PriceDesc => self.collect(&searcher, &query, top.order_by(((price(), Order::Desc), sku())))?,
-            Sort::Name => self.collect(&searcher, &query, top.order_by_string_fast_field("name_sort", Order::Asc))?,
+            Sort::PriceAsc => self.collect(searcher, &query, top.order_by(((price(), Order::Asc), sku())))?,
+            Sort::PriceDesc => self.collect(searcher, &query, top.order_by(((price(), Order::Desc), sku())))?,
+            Sort::Name => self.collect(searcher, &query, top.order_by_string_fast_field("name_sort", Order::Asc))?,
         };
         let hits =
             addresses.into_iter().map(|a| self.view_of(&searcher.doc(a)?)).collect::<Result<Vec<_>, CatalogError>>()?;

@@ -243,3 +243,39 @@ fn a_catalog_of_another_schema_is_discarded_for_a_rebuild() {
     assert_eq!(catalog.checkpoint::<Cp>().unwrap(), None, "the old checkpoint went with the old index");
     assert_eq!(catalog.num_docs(), 0);
 }
+
+#[test]
+fn a_repeated_search_is_answered_from_its_generation_and_a_commit_makes_it_fresh() {
+    let (_dir, catalog) = catalog();
+    let first = search(&catalog, q("kettle"));
+    assert_eq!(catalog.answer_cache_counts(), (0, 1));
+    let again = search(&catalog, q("kettle"));
+    assert_eq!(again, first);
+    assert_eq!(catalog.answer_cache_counts(), (1, 1), "the same request on the same generation is a hit");
+    // Another page, sort or filter of the same words is another answer.
+    search(&catalog, SearchRequest { sort: Sort::PriceAsc, ..q("kettle") });
+    assert_eq!(catalog.answer_cache_counts(), (1, 2));
+
+    // A commit: the next search sees the new kettle, not the kept answer.
+    let mut copper = view("K-3", "Copper kettle", "Shiny", "Acme", "kitchen", 5_999, 1);
+    copper.version = 1;
+    catalog.write_batch(vec![copper], &Cp { next: 6 }).unwrap();
+    let after = search(&catalog, q("kettle"));
+    assert_eq!(after.total, first.total + 1);
+    assert!(skus(&after).contains(&"K-3"));
+    assert_eq!(catalog.answer_cache_counts(), (1, 3));
+    assert_eq!(after, catalog.search_uncached(&SearchRequest { limit: 20, ..q("kettle") }).unwrap());
+}
+
+#[test]
+fn the_answer_cache_stays_bounded() {
+    let (_dir, catalog) = catalog();
+    for i in 0..ANSWER_CACHE_CAPACITY + 10 {
+        search(&catalog, q(&format!("kettle{i}")));
+    }
+    // The first of them was dropped when the cache filled: asking again computes it.
+    search(&catalog, q("kettle0"));
+    let (hits, misses) = catalog.answer_cache_counts();
+    assert_eq!((hits, misses), (0, ANSWER_CACHE_CAPACITY as u64 + 11));
+    assert!(catalog.answers.len() <= ANSWER_CACHE_CAPACITY);
+}
