@@ -43,7 +43,7 @@
 #                    backlog drained (acknowledged commands/s), then a steady 200 rows/s
 #                    (commit → slot confirmed, p50/p99); and the SQL read model's
 #                    freshness (write acknowledged → row in PostgreSQL, p50/p99);
-#                    target/bench/outbox.txt, not yet in results.json
+#                    target/bench/outbox.json (results.json's `outbox`), in words in outbox.txt
 #   charts           target/bench/latency.png, throughput.png and scaling.png (tests/examples/charts.rs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -259,7 +259,8 @@ sql_dsn="host=127.0.0.1 port=$outbox_port user=postgres dbname=$sql_db"
 start_node outbox --outbox "$outbox_dsn" --outbox-table "$outbox_table" --sql-model "$sql_dsn"
 "$bin/examples/outbox_bench" --url "$url" --dsn "$outbox_dsn" --table "$outbox_table" \
     --backlog "$([ "$quick" = 1 ] && echo 300 || echo 5000)" --rate 200 --seconds "$seconds" \
-    --sql-dsn "$sql_dsn" --writes "$([ "$quick" = 1 ] && echo 100 || echo 1000)" > "$out/outbox.txt"
+    --sql-dsn "$sql_dsn" --writes "$([ "$quick" = 1 ] && echo 100 || echo 1000)" \
+    > "$out/outbox.json" 2> "$out/outbox.txt"
 stop_node
 # The slot would hold WAL for ever: drop it with its table; and the model's database.
 psql -q -h 127.0.0.1 -p "$outbox_port" -U postgres \

@@ -161,6 +161,23 @@ if transactions:
     # batch), concurrency, batch, records/s, batch latency, and sent -> consumed
     # latency of a read_committed and a read_uncommitted consumer.
     results["kafka_transactions"] = transactions
+# The PostgreSQL outbox connector and the SQL read model (tests/examples/outbox_bench.rs):
+# a backlog drained, a steady rate's delay commit -> slot confirmed, and the SQL
+# model's freshness (write acknowledged -> row in stockroom.stock).
+if os.path.exists(os.path.join(out, "outbox.json")):
+    ob = load("outbox")
+    results["outbox"] = {
+        "backlog_rows": ob["backlog_rows"],
+        "backlog_commands_per_s": ob["backlog_commands_per_s"],
+        "steady_rows": ob["steady_rows"],
+        "steady_rows_per_s": ob["steady_rows_per_s"],
+        "lag_p50_ms": ob["lag_p50_ms"],
+        "lag_p99_ms": ob["lag_p99_ms"],
+        "lag_samples": ob["lag_samples"],
+        "sql_writes": ob.get("sql_writes"),
+        "sql_freshness_p50_ms": ob.get("sql_freshness_p50_ms"),
+        "sql_freshness_p99_ms": ob.get("sql_freshness_p99_ms"),
+    }
 # The Kafka Streams peer (tests/peers/kafka-streams), one run per guarantee: its JVM's
 # and the broker's CPU, next to write_kafka's node and broker; its race and state checks.
 PEER_RUNS = [
@@ -287,6 +304,17 @@ if scaling["embedded"]:
         ratio = f"{e['commands_per_s'] / q['commands_per_s']:.2f}×" if q.get("commands_per_s") else "–"
         md.append(f"| {e['clients']} | {n(e['commands_per_s'])} | {n(e['p99_ms'], 1)} | "
                   f"{n(q.get('commands_per_s'))} | {n(q.get('p99_ms'), 1)} | {ratio} |")
+if "outbox" in results:
+    ob = results["outbox"]
+    md += ["", "## Next to a database: the outbox connector in, the SQL read model out", "",
+           "| measure | value | detail |", "|---|---|---|",
+           f"| Outbox: a backlog of {n(ob['backlog_rows'])} rows drained, acknowledged commands/s | "
+           f"{n(ob['backlog_commands_per_s'])} | one row per transaction, committed as fast as one connection can |",
+           f"| Outbox: steady {n(ob['steady_rows_per_s'])} rows/s, commit → slot confirmed | p50 {n(ob['lag_p50_ms'])} ms | "
+           f"p99 {n(ob['lag_p99_ms'])} ms ({ob['lag_samples']} samples of {n(ob['steady_rows'])} rows) |"]
+    if ob["sql_freshness_p50_ms"] is not None:
+        md.append(f"| SQL read model: write acknowledged → row in stockroom.stock | p50 {n(ob['sql_freshness_p50_ms'], 1)} ms | "
+                  f"p99 {n(ob['sql_freshness_p99_ms'], 1)} ms ({ob['sql_writes']} writes, one at a time) |")
 with open(os.path.join(out, "results.md"), "w") as f:
     f.write("\n".join(md) + "\n")
 print("\n".join(md))
