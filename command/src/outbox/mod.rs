@@ -48,12 +48,18 @@
 //!   read: there is no initial snapshot.
 //! - An unused slot holds WAL on the server: drop it (`pg_drop_replication_slot`)
 //!   when the connector is retired.
-//! - Polling the table by id is not implemented: it needs no slot, but it cannot see
-//!   transactions commit out of id order (a smaller id committing later is missed
-//!   unless the poller waits), and it costs a query per interval on the table.
+//!
+//! # Without logical replication: polling
+//!
+//! `--outbox-mode poll` (`poll.rs`) reads the table itself, for servers where a slot
+//! is not to be had. It keeps steps 2 and 3 (send, then store the position), but its
+//! position is a transaction id, not a row id, so that a row whose transaction
+//! commits after a later id's is not skipped; the essay is in `poll.rs`.
 
 mod connector;
 pub mod pgoutput;
+mod poll;
 pub mod row;
 
-pub use connector::{Connector, OutboxConfig, OutboxError, OutboxStats};
+pub use connector::{Connector, OutboxConfig, OutboxError, OutboxMode, OutboxStats};
+pub use poll::POSITION_TABLE;
