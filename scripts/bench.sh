@@ -43,7 +43,9 @@
 #                    backlog drained (acknowledged commands/s), then a steady 200 rows/s
 #                    (commit → slot confirmed, p50/p99); and the SQL read model's
 #                    freshness (write acknowledged → row in PostgreSQL, p50/p99);
-#                    target/bench/outbox.json (results.json's `outbox`), in words in outbox.txt
+#                    target/bench/outbox.json (results.json's `outbox`), in words in outbox.txt;
+#                    then the same backlog and rate with --outbox-mode poll (outbox_poll.json,
+#                    results.json's `outbox.poll`)
 #   charts           target/bench/latency.png, throughput.png and scaling.png (tests/examples/charts.rs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -268,6 +270,16 @@ psql -q -h 127.0.0.1 -p "$outbox_port" -U postgres \
     -c "DROP TABLE $outbox_table" -c "DROP PUBLICATION stockroom_$outbox_table" \
     -c "DROP DATABASE $sql_db" >/dev/null
 cat "$out/outbox.txt" >&2
+echo "== outbox connector, --outbox-mode poll: the same backlog and rate, on the same server" >&2
+poll_table="outbox_poll_$$"
+start_node outbox_poll --outbox "$outbox_dsn" --outbox-table "$poll_table" --outbox-mode poll
+"$bin/examples/outbox_bench" --url "$url" --dsn "$outbox_dsn" --table "$poll_table" \
+    --backlog "$([ "$quick" = 1 ] && echo 300 || echo 5000)" --rate 200 --seconds "$seconds" \
+    > "$out/outbox_poll.json" 2> "$out/outbox_poll.txt"
+stop_node
+psql -q -h 127.0.0.1 -p "$outbox_port" -U postgres -c "DROP TABLE $poll_table" \
+    -c "DELETE FROM stockroom_outbox_position WHERE outbox = '$poll_table'" >/dev/null
+cat "$out/outbox_poll.txt" >&2
 
 for size in small large; do
     n="${!size}"
