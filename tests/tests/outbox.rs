@@ -418,3 +418,71 @@ async fn polling_without_logical_decoding_reads_committed_rows_once_whatever_ord
     s.stop().await;
     pg.drop_database(&db).await;
 }
+
+/// The crash window of a dead letter: written to the DLQ, then the node dies before
+/// the position moves, so the rows are read again. Simulated exactly by moving the
+/// stored position (polling) back over them while the node is down: the rows come
+/// again, the good one is answered from its stored outcome, and the dead letters are
+/// not written a second time.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_row_read_again_after_a_crash_does_not_write_its_dead_letter_twice() {
+    let pg = Postgres::start_without_logical_decoding(PG_PORT_PLAIN);
+    let db = pg.database("outbox_dlq_once").await;
+    let dsn = pg.dsn(&db);
+    let dir = data_dir();
+    let s = start_in(dir.path(), &dsn, "poll").await;
+    following(&s).await;
+    s.post("/products", json!({"sku": "PEG-1", "name": "Peg", "price_cents": 5})).await.expect(201);
+    let app = pg.connect(&db).await;
+    let start: (i64, i64) = {
+        let r = app.query_one("SELECT xid, id FROM stockroom_outbox_position", &[]).await.unwrap();
+        (r.get(0), r.get(1))
+    };
+    for (kind, payload) in [
+        ("order.shipped", json!({"order_id": "o-1"})),
+        ("stock.received", json!({"sku": "PEG-1", "quantity": 0})),
+        ("stock.received", json!({"sku": "PEG-1", "quantity": 2})),
+    ] {
+        app.batch_execute(&format!("INSERT INTO outbox (type, payload) VALUES ('{kind}', '{payload}'::jsonb)"))
+            .await
+            .unwrap();
+    }
+    let report = until("the rows' outcomes", Duration::from_secs(30), async || {
+        let o = s.get("/admin/views").await.body["outbox"].clone();
+        (o["rows_applied"] == 1 && o["dead_letters"] == 2).then_some(o)
+    })
+    .await;
+    let version = until("the receipt in the catalog", Duration::from_secs(20), async || {
+        let p = stock(&s, "PEG-1").await;
+        (p["stock"]["on_hand"] == 2).then(|| p["version"].clone())
+    })
+    .await;
+    s.stop().await;
+
+    // As if the node had died before storing the position past these rows.
+    let moved =
+        app.execute("UPDATE stockroom_outbox_position SET xid = $1, id = $2", &[&start.0, &start.1]).await.unwrap();
+    assert_eq!(moved, 1, "{report}");
+    let s = start_in(dir.path(), &dsn, "poll").await;
+    let again = until("the rows read again", Duration::from_secs(30), async || {
+        let o = s.get("/admin/views").await.body["outbox"].clone();
+        (o["rows_applied"] == 1 && o["state"] == "following").then_some(o)
+    })
+    .await;
+    assert_eq!(again["dead_letters"], 0, "a dead letter written again: {again}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let product = stock(&s, "PEG-1").await;
+    assert_eq!(product["version"], version, "the receipt applied twice: {product}");
+    assert_eq!(product["stock"]["on_hand"], 2, "{product}");
+    s.stop().await;
+
+    let dump = std::process::Command::new(stockroom_tests::binary())
+        .args(["log", "dump", "--topic", "dlq", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .expect("log dump");
+    let dump = String::from_utf8_lossy(&dump.stdout);
+    let letters: Vec<&str> = dump.lines().filter(|l| l.contains("outbox-")).collect();
+    assert_eq!(letters.len(), 2, "{dump}");
+    pg.drop_database(&db).await;
+}

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 use tracing::{error, info, warn};
 
+use super::dead_letters::DeadLetters;
 use super::pgoutput::{self, Lsn, Message, Relation};
 use super::row::OutboxRow;
 use crate::http::CommandApi;
@@ -137,6 +138,7 @@ pub struct Connector {
     api: Router,
     log: EventLog,
     pub(super) stats: Arc<OutboxStats>,
+    dead: DeadLetters,
 }
 
 /// A row as read: the outbox row, or why it could not be read (with its raw bytes).
@@ -162,7 +164,7 @@ const PG_EPOCH_US: i64 = 946_684_800_000_000;
 impl Connector {
     pub fn new(config: OutboxConfig, api: CommandApi, log: EventLog) -> Connector {
         let stats = Arc::new(OutboxStats { mode: config.mode, ..OutboxStats::default() });
-        Connector { config, api: crate::http::router(api), log, stats }
+        Connector { config, api: crate::http::router(api), log, stats, dead: DeadLetters::default() }
     }
 
     pub fn stats(&self) -> Arc<OutboxStats> {
@@ -413,19 +415,37 @@ impl Connector {
         cancel: &CancellationToken,
     ) -> Option<Done> {
         let id = row.map(|r| r.id.to_string()).unwrap_or_else(|| "unknown".into());
-        warn!(id = %id, reason, "outbox row to the DLQ");
         let key = format!("outbox-{id}").into_bytes();
+        let origin = format!("postgres:{}", self.config.table);
+        let partition = self.log.partition_for_key(Topic::Dlq, &key);
+        // A row read again after a crash (between its dead letter and the position's
+        // move) is not written twice (`dead_letters.rs`).
+        while row.is_some() {
+            match self.dead.contains(&self.log, partition, &origin, &key).await {
+                Ok(true) => {
+                    info!(id = %id, "outbox row already in the DLQ; not written again");
+                    return Some(Done::DeadLetter);
+                }
+                Ok(false) => break,
+                Err(e) => warn!(error = %e, "cannot read the DLQ; retrying"),
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return None,
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+        }
+        warn!(id = %id, reason, "outbox row to the DLQ");
         let mut headers = Headers::new();
         headers.push(REASON_HEADER, reason.as_bytes().to_vec());
-        headers.push(ORIGIN_TOPIC_HEADER, format!("postgres:{}", self.config.table).into_bytes());
+        headers.push(ORIGIN_TOPIC_HEADER, origin.into_bytes());
         headers.push(ORIGIN_PARTITION_HEADER, b"0".to_vec());
         headers.push(ORIGIN_OFFSET_HEADER, id.into_bytes());
         headers.push(REPORTER_HEADER, b"outbox".to_vec());
-        let partition = self.log.partition_for_key(Topic::Dlq, &key);
-        let record = Record { key: Some(key), headers, payload, timestamp_ms: time::now_ms() };
+        let record = Record { key: Some(key.clone()), headers, payload, timestamp_ms: time::now_ms() };
         loop {
             match self.log.append(Topic::Dlq, partition, vec![record.clone()]).await {
                 Ok(_) => {
+                    self.dead.written(partition, key).await;
                     self.stats.dead_letters.fetch_add(1, Ordering::Relaxed);
                     return Some(Done::DeadLetter);
                 }

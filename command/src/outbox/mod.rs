@@ -30,7 +30,8 @@
 //!    sent again, same key. *Crash*: some commands are decided, the slot has not
 //!    moved; the next start peeks the same rows and sends them again with the same
 //!    keys, and the processor answers each repeat with its stored answer (never
-//!    applied twice). A dead letter may be written twice (the DLQ is at least once).
+//!    applied twice). A dead letter is not written twice: the connector looks for the
+//!    row's key in the DLQ first (`dead_letters.rs`).
 //! 3. **Confirm**: `pg_replication_slot_advance(slot, end_lsn)` of the last
 //!    transaction sent, only after every row of every transaction before it has its
 //!    final outcome. *Crash* before it: step 2's case. After it: the rows are done and
@@ -57,6 +58,7 @@
 //! commits after a later id's is not skipped; the essay is in `poll.rs`.
 
 mod connector;
+mod dead_letters;
 pub mod pgoutput;
 mod poll;
 pub mod row;
