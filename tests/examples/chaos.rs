@@ -23,7 +23,7 @@
 //!   database of its own on the PostgreSQL of scripts/postgres.sh on that port) differs
 //!   from the catalog's view once the model has caught up, whose stock movements do
 //!   not sum to its stock (one missing or applied twice), or that only one side has;
-//!   half the rebuild requests are then of the SQL model;
+//!   every other rebuild request (the first one too) is then of the SQL model;
 //! - `unknown`: requests that never got an answer, and `retried`: those that got one
 //!   after at least one lost answer.
 //!
@@ -512,6 +512,8 @@ struct Injected {
     query_kills: usize,
     broker_restarts: usize,
     rebuilds: usize,
+    /// Of `rebuilds`, those of the SQL model.
+    sql_rebuilds: usize,
     broker_kills: Vec<BrokerKill>,
     /// When each broker restart began, and when the broker served again.
     restarts: Vec<(Instant, Instant)>,
@@ -573,12 +575,15 @@ impl Chaos<'_> {
                 self.done.broker_kills.push(kill);
             }
             Fault::RebuildThenKill => {
-                // With the SQL model kept, half the rebuilds are of it.
-                let sql = !self.nodes.read_args.is_empty() && self.rng.below(2) == 0;
+                // With the SQL model kept, every other rebuild is of it, the first one
+                // too (so that even a quick run with one rebuild rebuilds it).
+                let sql = !self.nodes.read_args.is_empty() && self.done.rebuilds.is_multiple_of(2);
                 let view = if sql { "sql" } else { "catalog" };
                 let asked = self.nodes.query().post("/admin/replay", json!({"view": view})).await;
                 if asked.status.as_u16() == 202 {
                     self.done.rebuilds += 1;
+                    self.done.sql_rebuilds += usize::from(sql);
+                    eprintln!("chaos: a rebuild of {view} asked for; the query node is killed next");
                 }
                 tokio::time::sleep(Duration::from_millis(self.rng.below(150))).await;
                 self.restart_query().await;
@@ -820,7 +825,7 @@ fn report(
         "embedded"
     };
     println!(
-        "chaos backend={backend} seconds={} clients={} kills={} query_kills={} rebuilds={} \
+        "chaos backend={backend} seconds={} clients={} kills={} query_kills={} rebuilds={} sql_rebuilds={} \
          broker_restarts={} restart_recovery=[{}] broker_kills={} kill_recovery=[{}] requests={} \
          acknowledged={acked} \
          rejected={rejected} events={} lost={lost} duplicated={duplicated} sku_dupes={} gtin_dupes={} negative={} \
@@ -830,6 +835,7 @@ fn report(
         done.writer_kills,
         done.query_kills,
         done.rebuilds,
+        done.sql_rebuilds,
         done.broker_restarts,
         restart_recoveries.join(","),
         done.broker_kills.len(),
