@@ -45,7 +45,9 @@
 #                    backlog drained (acknowledged commands/s), then a steady 200 rows/s
 #                    (commit → slot confirmed, p50/p99); and the SQL read model's
 #                    freshness (write acknowledged → row in PostgreSQL, p50/p99);
-#                    target/bench/outbox.txt, not yet in results.json
+#                    target/bench/outbox.json (results.json's `outbox`), in words in outbox.txt;
+#                    then the same backlog and rate with --outbox-mode poll (outbox_poll.json,
+#                    results.json's `outbox.poll`)
 #   charts           target/bench/latency.png, throughput.png, scaling.png,
 #                    search_scaling.png and replay.png (tests/examples/charts.rs)
 set -euo pipefail
@@ -55,8 +57,8 @@ quick=0
 case "${1:-}" in
     --quick) quick=1 ;;
     "") ;;
-    -h | --help) sed -n '2,50p' "$0"; exit 0 ;;
-    *) sed -n '2,50p' "$0" >&2; exit 2 ;;
+    -h | --help) sed -n '2,52p' "$0"; exit 0 ;;
+    *) sed -n '2,52p' "$0" >&2; exit 2 ;;
 esac
 if [ "$quick" = 1 ]; then
     seconds=5 clients=16 products=500 events=100000 replay_large=200000 tiny=1000 small=5000 large=20000
@@ -267,7 +269,8 @@ sql_dsn="host=127.0.0.1 port=$outbox_port user=postgres dbname=$sql_db"
 start_node outbox --outbox "$outbox_dsn" --outbox-table "$outbox_table" --sql-model "$sql_dsn"
 "$bin/examples/outbox_bench" --url "$url" --dsn "$outbox_dsn" --table "$outbox_table" \
     --backlog "$([ "$quick" = 1 ] && echo 300 || echo 5000)" --rate 200 --seconds "$seconds" \
-    --sql-dsn "$sql_dsn" --writes "$([ "$quick" = 1 ] && echo 100 || echo 1000)" > "$out/outbox.txt"
+    --sql-dsn "$sql_dsn" --writes "$([ "$quick" = 1 ] && echo 100 || echo 1000)" \
+    > "$out/outbox.json" 2> "$out/outbox.txt"
 stop_node
 # The slot would hold WAL for ever: drop it with its table; and the model's database.
 psql -q -h 127.0.0.1 -p "$outbox_port" -U postgres \
@@ -275,6 +278,16 @@ psql -q -h 127.0.0.1 -p "$outbox_port" -U postgres \
     -c "DROP TABLE $outbox_table" -c "DROP PUBLICATION stockroom_$outbox_table" \
     -c "DROP DATABASE $sql_db" >/dev/null
 cat "$out/outbox.txt" >&2
+echo "== outbox connector, --outbox-mode poll: the same backlog and rate, on the same server" >&2
+poll_table="outbox_poll_$$"
+start_node outbox_poll --outbox "$outbox_dsn" --outbox-table "$poll_table" --outbox-mode poll
+"$bin/examples/outbox_bench" --url "$url" --dsn "$outbox_dsn" --table "$poll_table" \
+    --backlog "$([ "$quick" = 1 ] && echo 300 || echo 5000)" --rate 200 --seconds "$seconds" \
+    > "$out/outbox_poll.json" 2> "$out/outbox_poll.txt"
+stop_node
+psql -q -h 127.0.0.1 -p "$outbox_port" -U postgres -c "DROP TABLE $poll_table" \
+    -c "DELETE FROM stockroom_outbox_position WHERE outbox = '$poll_table'" >/dev/null
+cat "$out/outbox_poll.txt" >&2
 
 for size in tiny small large; do
     n="${!size}"

@@ -161,6 +161,30 @@ if transactions:
     # batch), concurrency, batch, records/s, batch latency, and sent -> consumed
     # latency of a read_committed and a read_uncommitted consumer.
     results["kafka_transactions"] = transactions
+# The PostgreSQL outbox connector and the SQL read model (tests/examples/outbox_bench.rs):
+# a backlog drained, a steady rate's delay commit -> slot confirmed, and the SQL
+# model's freshness (write acknowledged -> row in stockroom.stock).
+if os.path.exists(os.path.join(out, "outbox.json")):
+    ob = load("outbox")
+    results["outbox"] = {
+        "backlog_rows": ob["backlog_rows"],
+        "backlog_commands_per_s": ob["backlog_commands_per_s"],
+        "backlog_commit_s": ob["backlog_commit_s"],
+        "steady_rows": ob["steady_rows"],
+        "steady_rows_per_s": ob["steady_rows_per_s"],
+        "lag_p50_ms": ob["lag_p50_ms"],
+        "lag_p99_ms": ob["lag_p99_ms"],
+        "lag_samples": ob["lag_samples"],
+        "sql_writes": ob.get("sql_writes"),
+        "sql_freshness_p50_ms": ob.get("sql_freshness_p50_ms"),
+        "sql_freshness_p99_ms": ob.get("sql_freshness_p99_ms"),
+    }
+    # The same backlog and rate read by polling (--outbox-mode poll).
+    if os.path.exists(os.path.join(out, "outbox_poll.json")):
+        op = load("outbox_poll")
+        results["outbox"]["poll"] = {k: op[k] for k in (
+            "backlog_rows", "backlog_commands_per_s", "backlog_commit_s", "steady_rows", "steady_rows_per_s",
+            "lag_p50_ms", "lag_p99_ms", "lag_samples")}
 # The Kafka Streams peer (tests/peers/kafka-streams), one run per guarantee: its JVM's
 # and the broker's CPU, next to write_kafka's node and broker; its race and state checks.
 PEER_RUNS = [
@@ -315,6 +339,31 @@ if results["replay_curve"]:
     for r in results["replay_curve"]:
         md.append(f"| {n(r['events'])} | {n(r['events_per_s'])} | {r['events_per_s'] / max(first, 1e-9) - 1:+.0%} | "
                   f"{n(r['initial_build_per_s'])} | {n(r['raw_read_per_s'])} |")
+def drain(run):
+    """How a drain's time splits: committing the rows (one connection, one row per
+    transaction) and acknowledging the last of them after the last commit."""
+    total = run["backlog_rows"] / max(run["backlog_commands_per_s"], 1e-9)
+    return (f"committed in {run['backlog_commit_s']:.1f} s by one connection (a row per transaction), the last "
+            f"acknowledged {max(total - run['backlog_commit_s'], 0):.2f} s after the last commit")
+
+
+if "outbox" in results:
+    ob = results["outbox"]
+    md += ["", "## Next to a database: the outbox connector in, the SQL read model out", "",
+           "| measure | value | detail |", "|---|---|---|",
+           f"| Outbox: a backlog of {n(ob['backlog_rows'])} rows drained, acknowledged commands/s | "
+           f"{n(ob['backlog_commands_per_s'])} | {drain(ob)} |",
+           f"| Outbox: steady {n(ob['steady_rows_per_s'])} rows/s, commit → slot confirmed | p50 {n(ob['lag_p50_ms'])} ms | "
+           f"p99 {n(ob['lag_p99_ms'])} ms ({ob['lag_samples']} samples of {n(ob['steady_rows'])} rows) |"]
+    if "poll" in ob:
+        op = ob["poll"]
+        md += [f"| Outbox, --outbox-mode poll: the backlog drained, acknowledged commands/s | "
+               f"{n(op['backlog_commands_per_s'])} | {drain(op)} |",
+               f"| Outbox, --outbox-mode poll: steady {n(op['steady_rows_per_s'])} rows/s, insert → position stored | "
+               f"p50 {n(op['lag_p50_ms'])} ms | p99 {n(op['lag_p99_ms'])} ms ({op['lag_samples']} samples) |"]
+    if ob["sql_freshness_p50_ms"] is not None:
+        md.append(f"| SQL read model: write acknowledged → row in stockroom.stock | p50 {n(ob['sql_freshness_p50_ms'], 1)} ms | "
+                  f"p99 {n(ob['sql_freshness_p99_ms'], 1)} ms ({ob['sql_writes']} writes, one at a time) |")
 with open(os.path.join(out, "results.md"), "w") as f:
     f.write("\n".join(md) + "\n")
 print("\n".join(md))

@@ -3,7 +3,10 @@
 # moments — the command processor, the query node (also while it rebuilds its catalog
 # on request) and, on Kafka, the broker; then the history checker reads the log and
 # the views and counts lost, duplicated and invalid writes (tests/examples/chaos.rs).
-# Exits non-zero on any violation.
+# The node that serves reads also keeps the SQL read model (--sql-model) on a
+# PostgreSQL of scripts/postgres.sh (127.0.0.1:$STOCKROOM_CHAOS_PGPORT, 5563 by
+# default), and the checker compares its rows with the catalog. Exits non-zero on
+# any violation.
 #
 #   scripts/chaos.sh --quick        about a minute each, embedded and one broker (CI
 #                                   runs this); with --cluster: a short cluster run
@@ -39,7 +42,7 @@ for arg in "$@"; do
         --embedded) only="embedded" ;;
         --kafka) only="kafka cluster" ;;
         --cluster) only="cluster" ;;
-        *) sed -n '2,21p' "$0"; exit 2 ;;
+        *) sed -n '2,24p' "$0"; exit 2 ;;
     esac
 done
 backends=${only:-embedded kafka cluster}
@@ -57,6 +60,9 @@ fi
 
 cargo build -p stockroom --bin stockroom
 cargo build -p stockroom-tests --example chaos
+# The SQL read model's server (each run makes a database of its own in it).
+pg_port="${STOCKROOM_CHAOS_PGPORT:-5563}"
+PGPORT="$pg_port" STOCKROOM_PG_DIR="/tmp/stockroom-test-pg-$pg_port" STOCKROOM_PG_LOGICAL=1 scripts/postgres.sh start
 for backend in $backends; do
     flag="" faults="$embedded_faults" run=$seconds
     case "$backend" in
@@ -68,5 +74,6 @@ for backend in $backends; do
     esac
     echo "== chaos on $backend: ${run}s, $clients clients, $faults"
     # shellcheck disable=SC2086
-    cargo run -q -p stockroom-tests --example chaos -- --seconds "$run" --clients "$clients" $faults $flag
+    cargo run -q -p stockroom-tests --example chaos -- --seconds "$run" --clients "$clients" $faults $flag \
+        --postgres "$pg_port"
 done

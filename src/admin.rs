@@ -92,13 +92,20 @@ pub struct ViewsReport {
 }
 
 /// Where the outbox connector is (API.md, "Databases").
+#[serde_with::skip_serializing_none]
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct OutboxReport {
     pub table: String,
-    /// `following` (caught up with the slot), `catching-up` or `disconnected`.
+    /// `replication` (a logical slot) or `poll` (`--outbox-mode`).
+    pub mode: &'static str,
+    /// `following` (caught up with the slot or the table), `catching-up` or `disconnected`.
     pub state: &'static str,
-    /// The LSN the replication slot has confirmed (`16/B374D848`).
+    /// Why the connector is disconnected, while it is.
+    pub error: Option<String>,
+    /// The LSN the replication slot has confirmed (`16/B374D848`; `0/0` when polling).
     pub confirmed_lsn: String,
+    /// Polling: every transaction up to this id has been read and sent.
+    pub confirmed_xid: Option<u64>,
     /// WAL bytes between the server's current position and the slot's confirmed one.
     pub lag_bytes: u64,
     /// Milliseconds from the commit of the last confirmed transaction to its confirmation.
@@ -112,8 +119,12 @@ pub struct OutboxReport {
 impl OutboxReport {
     pub fn of(table: &str, s: &stockroom_command::outbox::OutboxStats) -> OutboxReport {
         let connected = s.connected.load(Ordering::Relaxed);
+        let poll = s.mode == stockroom_command::outbox::OutboxMode::Poll;
         OutboxReport {
             table: table.to_owned(),
+            mode: s.mode.name(),
+            error: if connected { None } else { s.last_error.lock().ok().and_then(|e| e.clone()) },
+            confirmed_xid: poll.then(|| s.confirmed_xid.load(Ordering::Relaxed)),
             state: match (connected, s.caught_up.load(Ordering::Relaxed)) {
                 (false, _) => "disconnected",
                 (true, true) => "following",

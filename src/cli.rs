@@ -33,6 +33,24 @@ pub struct LogArgs {
     pub log: String,
 }
 
+/// `--outbox-mode` (`--mode` of `connect postgres-outbox`).
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutboxModeArg {
+    /// A logical replication slot and `pgoutput` (`wal_level=logical`, REPLICATION).
+    Replication,
+    /// Queries of the outbox table by transaction id (any server, no REPLICATION).
+    Poll,
+}
+
+impl From<OutboxModeArg> for stockroom_command::outbox::OutboxMode {
+    fn from(mode: OutboxModeArg) -> Self {
+        match mode {
+            OutboxModeArg::Replication => stockroom_command::outbox::OutboxMode::Replication,
+            OutboxModeArg::Poll => stockroom_command::outbox::OutboxMode::Poll,
+        }
+    }
+}
+
 #[derive(ValueEnum, Clone, Copy, Debug)]
 pub enum LogFormat {
     Text,
@@ -170,8 +188,9 @@ pub struct ReplayArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum ConnectCommand {
-    /// Read a PostgreSQL outbox table by logical replication (a slot and `pgoutput`)
-    /// and send each committed row as a command through `commands`.
+    /// Read a PostgreSQL outbox table — by logical replication (a slot and `pgoutput`),
+    /// or by polling with `--mode poll` — and send each committed row as a command
+    /// through `commands`.
     PostgresOutbox(OutboxArgs),
 }
 
@@ -179,12 +198,18 @@ pub enum ConnectCommand {
 pub struct OutboxArgs {
     #[command(flatten)]
     pub kafka: KafkaArgs,
-    /// The PostgreSQL connection (libpq string or URL); the role needs REPLICATION.
+    /// The PostgreSQL connection (libpq string or URL); for `--mode replication` the
+    /// role needs REPLICATION and the server `wal_level=logical`.
     #[arg(long, env = "STOCKROOM_OUTBOX")]
     pub dsn: String,
     /// The outbox table.
     #[arg(long, env = "STOCKROOM_OUTBOX_TABLE", default_value = "outbox")]
     pub table: String,
+    /// How committed rows are found: `replication` (a logical slot: low latency, no
+    /// queries on the table) or `poll` (queries of the table by transaction id, every
+    /// 50 ms: any server, no REPLICATION needed; rows wait for the server's oldest open transaction).
+    #[arg(long, env = "STOCKROOM_OUTBOX_MODE", value_enum, default_value = "replication")]
+    pub mode: OutboxModeArg,
     /// This node's name in logs and CloudEvents `source`.
     #[arg(long, env = "STOCKROOM_NODE_ID", default_value = "outbox")]
     pub node_id: String,
@@ -292,12 +317,19 @@ pub struct ServeArgs {
     pub request_timeout: Duration,
     /// Also read a PostgreSQL transactional outbox (a libpq connection string or URL):
     /// every committed row of the outbox table becomes a command (API.md, "Databases").
-    /// The role needs REPLICATION (or superuser) and the server `wal_level=logical`.
+    /// With `--outbox-mode replication` the role needs REPLICATION (or superuser) and
+    /// the server `wal_level=logical`.
     #[arg(long, env = "STOCKROOM_OUTBOX")]
     pub outbox: Option<String>,
     /// The outbox table.
     #[arg(long, env = "STOCKROOM_OUTBOX_TABLE", default_value = "outbox")]
     pub outbox_table: String,
+    /// How committed outbox rows are found: `replication` (a logical slot: low latency,
+    /// no queries on the table) or `poll` (queries of the table by transaction id,
+    /// every 50 ms: any server, no REPLICATION needed; rows wait for the server's oldest open
+    /// transaction).
+    #[arg(long, env = "STOCKROOM_OUTBOX_MODE", value_enum, default_value = "replication")]
+    pub outbox_mode: OutboxModeArg,
     /// Keep the SQL read model (schema `stockroom`: products, stock, stock_movements)
     /// in this PostgreSQL database (a libpq connection string or URL).
     #[arg(long, env = "STOCKROOM_SQL_MODEL")]

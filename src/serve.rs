@@ -125,7 +125,7 @@ pub async fn serve(args: ServeArgs, role: Role) -> anyhow::Result<()> {
         api = Some(command_api);
     }
     if let (Some(dsn), Some(api)) = (&args.outbox, api) {
-        let config = OutboxConfig::new(dsn.clone(), args.outbox_table.clone())?;
+        let config = OutboxConfig::new(dsn.clone(), args.outbox_table.clone())?.with_mode(args.outbox_mode.into());
         let connector = Connector::new(config, api, log.clone());
         metrics.outbox = Some(connector.stats());
         node.tracker.spawn(connector.run(node.cancel.clone()));
@@ -352,7 +352,8 @@ pub async fn connect_outbox(args: OutboxArgs) -> anyhow::Result<()> {
     // The connector waits for each outcome itself (a 202 is sent again), so the bound
     // only sets how often it asks.
     let api = CommandApi { client, write_timeout: std::time::Duration::from_secs(5) };
-    let connector = Connector::new(OutboxConfig::new(args.dsn.clone(), args.table.clone())?, api, log.clone());
+    let config = OutboxConfig::new(args.dsn.clone(), args.table.clone())?.with_mode(args.mode.into());
+    let connector = Connector::new(config, api, log.clone());
     let stats = connector.stats();
     tracker.spawn(connector.run(cancel.clone()));
     let metrics = Arc::new(Metrics {

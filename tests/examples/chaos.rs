@@ -18,6 +18,12 @@
 //! - `sku_dupes`, `gtin_dupes`: uniqueness violations at any point of the log;
 //! - `negative`: an event leaving reserved > on hand (or on hand < 0) at any point;
 //! - `view_diffs`: products whose view (after a restart) differs from the log's fold;
+//! - `sql_diffs` (with `--postgres PORT`): products whose row in the SQL read model
+//!   (`--sql-model`, kept by the node that serves reads — so killed with it — in a
+//!   database of its own on the PostgreSQL of scripts/postgres.sh on that port) differs
+//!   from the catalog's view once the model has caught up, whose stock movements do
+//!   not sum to its stock (one missing or applied twice), or that only one side has;
+//!   every other rebuild request (the first one too) is then of the SQL model;
 //! - `unknown`: requests that never got an answer, and `retried`: those that got one
 //!   after at least one lost answer.
 //!
@@ -30,6 +36,7 @@
 //! ```text
 //! cargo run -p stockroom-tests --example chaos -- [--seconds 30] [--clients 8] [--kills 5]
 //!     [--kafka [--query-kills N] [--rebuilds N] [--broker-restarts N]] [--cluster [--broker-kills N]]
+//!     [--postgres PORT]
 //! ```
 //!
 //! `--kafka` uses `$STOCKROOM_KAFKA`, else the local broker of scripts/kafka.sh on
@@ -45,9 +52,11 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use stockroom_domain::product::ProductEventBody;
 use stockroom_tests::history::{Brokers, admitted_product_events, kafka_backend};
+use stockroom_tests::postgres::Postgres;
 use stockroom_tests::{Backend, Server, data_dir, gtin14};
 use stockroom_topics::kafka::{KafkaConfig, KafkaLog};
 use stockroom_topics::{EmbeddedLog, EventLog, TopicNames};
+use tokio_postgres::Client;
 
 struct Args {
     seconds: u64,
@@ -66,6 +75,9 @@ struct Args {
     kafka: bool,
     /// On a three-broker cluster (implies `kafka`).
     cluster: bool,
+    /// Keep the SQL read model (`--sql-model`) on the PostgreSQL of scripts/postgres.sh
+    /// on this port, and check it against the catalog at the end.
+    postgres: Option<u16>,
 }
 
 fn args() -> Args {
@@ -79,6 +91,7 @@ fn args() -> Args {
         rebuilds: 0,
         kafka: false,
         cluster: false,
+        postgres: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -93,6 +106,7 @@ fn args() -> Args {
             "--rebuilds" => a.rebuilds = value().parse().expect("--rebuilds N"),
             "--kafka" => a.kafka = true,
             "--cluster" => (a.kafka, a.cluster) = (true, true),
+            "--postgres" => a.postgres = Some(value().parse().expect("--postgres PORT")),
             other => panic!("unknown flag {other}; see the header of tests/examples/chaos.rs"),
         }
     }
@@ -377,6 +391,8 @@ enum Fault {
 /// a query node (Kafka).
 struct Nodes {
     backend: Backend,
+    /// Extra flags of the node that runs the read side (`--sql-model DSN`).
+    read_args: Vec<String>,
     writer: Option<Server>,
     query: Option<Server>,
     writer_dir: tempfile::TempDir,
@@ -384,36 +400,42 @@ struct Nodes {
 }
 
 impl Nodes {
-    async fn start(backend: Backend) -> Nodes {
+    async fn start(backend: Backend, read_args: Vec<String>) -> Nodes {
         let (writer_dir, query_dir) = (data_dir(), data_dir());
+        let read: Vec<&str> = read_args.iter().map(String::as_str).collect();
         match &backend {
             Backend::Embedded => {
-                let writer = Server::start_on(&backend, writer_dir.path(), &[]).await;
-                Nodes { backend, writer: Some(writer), query: None, writer_dir, query_dir }
+                let writer = Server::start_on(&backend, writer_dir.path(), &read).await;
+                Nodes { backend, read_args, writer: Some(writer), query: None, writer_dir, query_dir }
             }
             Backend::Kafka { .. } => {
                 // Supervised: on a cluster, topics created a moment ago may not be in
                 // every broker's metadata yet, and a node refuses to start without them.
                 let writer = Server::node_supervised(&backend, "command", writer_dir.path(), &[], 5).await;
-                let query = Some(Server::node_supervised(&backend, "query", query_dir.path(), &[], 5).await);
-                Nodes { backend, writer: Some(writer), query, writer_dir, query_dir }
+                let query = Some(Server::node_supervised(&backend, "query", query_dir.path(), &read, 5).await);
+                Nodes { backend, read_args, writer: Some(writer), query, writer_dir, query_dir }
             }
         }
     }
 
     async fn restart_writer(&mut self) {
-        let sub = if self.query.is_some() { "command" } else { "serve" };
+        // On the embedded log the writer is the only node: it runs the read side too.
+        let (sub, extra) =
+            if self.query.is_some() { ("command", Vec::new()) } else { ("serve", self.read_args.clone()) };
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
         if let Some(old) = self.writer.take() {
             old.kill();
         }
-        self.writer = Some(Server::node_supervised(&self.backend, sub, self.writer_dir.path(), &[], 5).await);
+        self.writer = Some(Server::node_supervised(&self.backend, sub, self.writer_dir.path(), &extra, 5).await);
     }
 
     async fn restart_query(&mut self) {
         match self.query.take() {
             Some(q) => {
                 q.kill();
-                self.query = Some(Server::node_supervised(&self.backend, "query", self.query_dir.path(), &[], 5).await);
+                let extra: Vec<&str> = self.read_args.iter().map(String::as_str).collect();
+                self.query =
+                    Some(Server::node_supervised(&self.backend, "query", self.query_dir.path(), &extra, 5).await);
             }
             None => self.restart_writer().await,
         }
@@ -490,6 +512,8 @@ struct Injected {
     query_kills: usize,
     broker_restarts: usize,
     rebuilds: usize,
+    /// Of `rebuilds`, those of the SQL model.
+    sql_rebuilds: usize,
     broker_kills: Vec<BrokerKill>,
     /// When each broker restart began, and when the broker served again.
     restarts: Vec<(Instant, Instant)>,
@@ -551,9 +575,15 @@ impl Chaos<'_> {
                 self.done.broker_kills.push(kill);
             }
             Fault::RebuildThenKill => {
-                let asked = self.nodes.query().post("/admin/replay", json!({"view": "catalog"})).await;
+                // With the SQL model kept, every other rebuild is of it, the first one
+                // too (so that even a quick run with one rebuild rebuilds it).
+                let sql = !self.nodes.read_args.is_empty() && self.done.rebuilds.is_multiple_of(2);
+                let view = if sql { "sql" } else { "catalog" };
+                let asked = self.nodes.query().post("/admin/replay", json!({"view": view})).await;
                 if asked.status.as_u16() == 202 {
                     self.done.rebuilds += 1;
+                    self.done.sql_rebuilds += usize::from(sql);
+                    eprintln!("chaos: a rebuild of {view} asked for; the query node is killed next");
                 }
                 tokio::time::sleep(Duration::from_millis(self.rng.below(150))).await;
                 self.restart_query().await;
@@ -582,8 +612,12 @@ impl Chaos<'_> {
     }
 }
 
-/// Every SKU's view after a clean restart of the node serving reads.
-async fn final_views(nodes: Nodes, backend: &Backend) -> (BTreeMap<String, Value>, tempfile::TempDir) {
+/// Every SKU's view after a clean restart of the node serving reads, and — when the
+/// node keeps the SQL read model — its rows once it has caught up with the log
+/// (`None`: it never did within a minute).
+async fn final_views(nodes: Nodes, backend: &Backend, sql: Option<&Client>) -> FinalViews {
+    let read_args: Vec<String> = nodes.read_args.clone();
+    let read: Vec<&str> = read_args.iter().map(String::as_str).collect();
     let Nodes { writer, query, writer_dir, query_dir, .. } = nodes;
     let _ = writer.expect("the writer runs").stop().await;
     let (sub, dir) = match query {
@@ -594,7 +628,7 @@ async fn final_views(nodes: Nodes, backend: &Backend) -> (BTreeMap<String, Value
         None => ("serve", writer_dir.path()),
     };
     // Ready means the catalog has caught up with the log's head, which holds every write.
-    let server = Server::node_supervised(backend, sub, dir, &[], 5).await;
+    let server = Server::node_supervised(backend, sub, dir, &read, 5).await;
     let mut views = BTreeMap::new();
     for s in 0..SKUS {
         let a = server.get(&format!("/products/CH-{s}")).await;
@@ -602,8 +636,101 @@ async fn final_views(nodes: Nodes, backend: &Backend) -> (BTreeMap<String, Value
             views.insert(format!("CH-{s}"), a.body);
         }
     }
+    let sql_rows = match sql {
+        Some(client) => Some(if sql_caught_up(&server).await { sql_rows(client).await } else { None }),
+        None => None,
+    };
     let _ = server.stop().await;
-    (views, writer_dir)
+    FinalViews { views, sql_rows, writer_dir }
+}
+
+struct FinalViews {
+    views: BTreeMap<String, Value>,
+    /// `Some(None)`: the SQL model was kept but never caught up.
+    sql_rows: Option<Option<BTreeMap<String, Value>>>,
+    writer_dir: tempfile::TempDir,
+}
+
+/// Waits (a minute at most) until the SQL model has applied the whole log: its lag
+/// and the catalog's are 0 and it is not rebuilding.
+async fn sql_caught_up(server: &Server) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let views = server.get("/admin/views").await.body;
+        let all = views["views"].as_array().cloned().unwrap_or_default();
+        let named = |name: &str| all.iter().find(|v| v["name"] == name).cloned().unwrap_or(Value::Null);
+        let (sql, catalog) = (named("sql"), named("catalog"));
+        if sql["lag"] == 0 && catalog["lag"] == 0 && sql["state"] == "serving" {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("the sql model never caught up with the log");
+    false
+}
+
+/// The SQL model's row per SKU, in the catalog's shape (name, price, version, status,
+/// stock), with the sums of its stock movements (`None`: a query failed).
+async fn sql_rows(client: &Client) -> Option<BTreeMap<String, Value>> {
+    let rows = client
+        .query(
+            "SELECT p.sku, p.name, p.price_cents, p.version, p.status, s.on_hand, s.reserved, s.available,
+                    (SELECT coalesce(sum(quantity) FILTER (WHERE type IN ('initial','received','adjusted','shipped')), 0)::bigint
+                       FROM stockroom.stock_movements m WHERE m.sku = p.sku),
+                    (SELECT coalesce(sum(quantity) FILTER (WHERE type IN ('reserved','released','shipped')), 0)::bigint
+                       FROM stockroom.stock_movements m WHERE m.sku = p.sku)
+             FROM stockroom.products p LEFT JOIN stockroom.stock s USING (sku)",
+            &[],
+        )
+        .await;
+    let rows = match rows {
+        Ok(rows) => rows,
+        Err(e) => {
+            eprintln!("cannot read the sql model: {e}");
+            return None;
+        }
+    };
+    let mut out = BTreeMap::new();
+    for row in rows {
+        let stock = |i: usize| row.get::<_, Option<i64>>(i);
+        out.insert(
+            row.get::<_, String>(0),
+            json!({
+                "name": row.get::<_, String>(1), "price_cents": row.get::<_, i64>(2),
+                "version": row.get::<_, i64>(3), "status": row.get::<_, String>(4),
+                "stock": {"on_hand": stock(5), "reserved": stock(6), "available": stock(7)},
+                "movements": {"on_hand": row.get::<_, i64>(8), "reserved": row.get::<_, i64>(9)},
+            }),
+        );
+    }
+    Some(out)
+}
+
+/// SQL rows that differ from the catalog's view of their product (the comparison of
+/// tests/tests/sql_model.rs), whose movements do not sum to their stock (a movement
+/// missing or applied twice), or that exist on one side only. Every product is
+/// counted as a difference when the model never caught up.
+fn sql_diffs(views: &BTreeMap<String, Value>, rows: &Option<BTreeMap<String, Value>>) -> usize {
+    let Some(rows) = rows else { return views.len().max(1) };
+    let mut diffs = 0;
+    for (sku, view) in views {
+        let expected = json!({
+            "name": view["name"], "price_cents": view["price_cents"], "version": view["version"],
+            "status": view["status"],
+            "stock": {"on_hand": view["stock"]["on_hand"], "reserved": view["stock"]["reserved"],
+                      "available": view["stock"]["available"]},
+            "movements": {"on_hand": view["stock"]["on_hand"], "reserved": view["stock"]["reserved"]},
+        });
+        if rows.get(sku) != Some(&expected) {
+            diffs += 1;
+            eprintln!("sql model of {sku} differs from the catalog: {:?} vs {expected}", rows.get(sku));
+        }
+    }
+    for sku in rows.keys().filter(|s| !views.contains_key(*s)) {
+        diffs += 1;
+        eprintln!("sql model has {sku}, the catalog does not");
+    }
+    diffs
 }
 
 /// Views that differ from the log's fold (or exist without a product in the log).
@@ -663,7 +790,14 @@ fn recoveries(ops: &[Op], done: &Injected) -> (Vec<String>, Vec<String>) {
 }
 
 /// Prints the run's line; the number of violations.
-fn report(args: &Args, ops: &[Op], done: &Injected, folded: &Folded, view_diffs: usize) -> usize {
+fn report(
+    args: &Args,
+    ops: &[Op],
+    done: &Injected,
+    folded: &Folded,
+    view_diffs: usize,
+    sql_diffs: Option<usize>,
+) -> usize {
     let acked = ops.iter().filter(|o| matches!(o.outcome, Outcome::Ok { .. })).count();
     let lost = ops
         .iter()
@@ -681,7 +815,8 @@ fn report(args: &Args, ops: &[Op], done: &Injected, folded: &Folded, view_diffs:
         + folded.sku_dupes as usize
         + folded.gtin_dupes as usize
         + folded.negative as usize
-        + view_diffs;
+        + view_diffs
+        + sql_diffs.unwrap_or(0);
     let backend = if args.cluster {
         "kafka-cluster"
     } else if args.kafka {
@@ -690,16 +825,17 @@ fn report(args: &Args, ops: &[Op], done: &Injected, folded: &Folded, view_diffs:
         "embedded"
     };
     println!(
-        "chaos backend={backend} seconds={} clients={} kills={} query_kills={} rebuilds={} \
+        "chaos backend={backend} seconds={} clients={} kills={} query_kills={} rebuilds={} sql_rebuilds={} \
          broker_restarts={} restart_recovery=[{}] broker_kills={} kill_recovery=[{}] requests={} \
          acknowledged={acked} \
          rejected={rejected} events={} lost={lost} duplicated={duplicated} sku_dupes={} gtin_dupes={} negative={} \
-         view_diffs={view_diffs} unknown={unknown} retried_then_answered={retried} -> {}",
+         view_diffs={view_diffs} sql_diffs={} unknown={unknown} retried_then_answered={retried} -> {}",
         args.seconds,
         args.clients,
         done.writer_kills,
         done.query_kills,
         done.rebuilds,
+        done.sql_rebuilds,
         done.broker_restarts,
         restart_recoveries.join(","),
         done.broker_kills.len(),
@@ -709,6 +845,7 @@ fn report(args: &Args, ops: &[Op], done: &Injected, folded: &Folded, view_diffs:
         folded.sku_dupes,
         folded.gtin_dupes,
         folded.negative,
+        sql_diffs.map_or("-".into(), |n| n.to_string()),
         if violations == 0 { "OK" } else { "VIOLATIONS" },
     );
     violations
@@ -718,7 +855,18 @@ fn report(args: &Args, ops: &[Op], done: &Injected, folded: &Folded, view_diffs:
 async fn main() {
     let mut args = args();
     let mut setup = setup(&mut args);
-    let nodes = Nodes::start(setup.backend.clone()).await;
+    // The SQL read model, in a database of its own on the PostgreSQL that
+    // scripts/postgres.sh runs on `--postgres PORT`, kept by the node that serves reads.
+    let pg = args.postgres.map(|port| tokio::task::block_in_place(|| Postgres::start(port)));
+    let sql_db = match &pg {
+        Some(pg) => Some(pg.database("chaos").await),
+        None => None,
+    };
+    let read_args = match (&pg, &sql_db) {
+        (Some(pg), Some(db)) => vec!["--sql-model".to_owned(), pg.dsn(db)],
+        _ => Vec::new(),
+    };
+    let nodes = Nodes::start(setup.backend.clone(), read_args).await;
     let base: Base = Arc::new(RwLock::new(nodes.writer().url("")));
     let stop = Arc::new(AtomicBool::new(false));
     let ops = Arc::new(Mutex::new(Vec::new()));
@@ -737,7 +885,11 @@ async fn main() {
         c.await.unwrap();
     }
 
-    let (views, writer_dir) = final_views(nodes, &setup.backend).await;
+    let sql_client = match (&pg, &sql_db) {
+        (Some(pg), Some(db)) => Some(pg.connect(db).await),
+        _ => None,
+    };
+    let FinalViews { views, sql_rows, writer_dir } = final_views(nodes, &setup.backend, sql_client.as_ref()).await;
     let log = open_log(&setup.backend, writer_dir.path()).await;
     let folded = fold_log(&log).await;
     let _ = log.close().await;
@@ -746,7 +898,17 @@ async fn main() {
     }
     let ops = ops.lock().unwrap().clone();
     let diffs = view_diffs(&views, &folded);
-    if report(&args, &ops, &done, &folded, diffs) > 0 {
+    let sql_diffs = sql_rows.map(|rows| sql_diffs(&views, &rows));
+    let violations = report(&args, &ops, &done, &folded, diffs, sql_diffs);
+    if let (Some(pg), Some(db)) = (&pg, &sql_db) {
+        drop(sql_client);
+        if violations == 0 {
+            pg.drop_database(db).await;
+        } else {
+            eprintln!("the sql model is kept for a look: {}", pg.dsn(db));
+        }
+    }
+    if violations > 0 {
         std::process::exit(1);
     }
 }

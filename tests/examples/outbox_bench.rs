@@ -11,6 +11,11 @@
 //!    `--writes` receipts one at a time, each timed from its acknowledgement until its
 //!    version is in `stockroom.stock`: p50 and p99.
 //!
+//! It prints what it measured as one JSON object on stdout (`backlog_rows`,
+//! `backlog_commands_per_s`, `steady_rows`, `steady_rate`, `lag_p50_ms`, `lag_p99_ms`,
+//! `lag_samples`, and with `--sql-dsn` `sql_writes`, `sql_freshness_p50_ms`,
+//! `sql_freshness_p99_ms`), and the same in words on stderr.
+//!
 //! `cargo run --release -p stockroom-tests --example outbox_bench -- --url http://127.0.0.1:8080 --dsn '...'`
 
 use std::time::{Duration, Instant};
@@ -69,7 +74,12 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let drained = start.elapsed();
-    println!(
+    let mut results = json!({
+        "backlog_rows": backlog,
+        "backlog_commit_s": committed.as_secs_f64(),
+        "backlog_commands_per_s": backlog as f64 / drained.as_secs_f64(),
+    });
+    eprintln!(
         "drain: {backlog} rows committed in {:.2}s, all acknowledged after {:.2}s: {:.0} acknowledged commands/s",
         committed.as_secs_f64(),
         drained.as_secs_f64(),
@@ -94,7 +104,14 @@ async fn main() {
     }
     delays.sort_unstable();
     let at = |q: f64| delays.get(((delays.len() as f64 - 1.0) * q) as usize).copied().unwrap_or(0);
-    println!(
+    results["steady_rows"] = json!(n);
+    results["steady_rate"] = json!(rate);
+    results["steady_seconds"] = json!(seconds);
+    results["steady_rows_per_s"] = json!(n as f64 / seconds.max(1) as f64);
+    results["lag_p50_ms"] = json!(at(0.5));
+    results["lag_p99_ms"] = json!(at(0.99));
+    results["lag_samples"] = json!(delays.len());
+    eprintln!(
         "steady: {n} rows at {rate}/s over {seconds}s: delay commit → confirmed p50 {} ms, p99 {} ms ({} samples)",
         at(0.5),
         at(0.99),
@@ -131,10 +148,14 @@ async fn main() {
         }
         fresh.sort_by(f64::total_cmp);
         let at = |q: f64| fresh.get(((fresh.len() as f64 - 1.0) * q) as usize).copied().unwrap_or(0.0);
-        println!(
+        results["sql_writes"] = json!(writes);
+        results["sql_freshness_p50_ms"] = json!(at(0.5));
+        results["sql_freshness_p99_ms"] = json!(at(0.99));
+        eprintln!(
             "sql model: {writes} writes, acknowledged → in stockroom.stock p50 {:.1} ms, p99 {:.1} ms",
             at(0.5),
             at(0.99)
         );
     }
+    println!("{results}");
 }

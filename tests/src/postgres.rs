@@ -12,6 +12,7 @@ use tokio_postgres::{Client, NoTls};
 pub struct Postgres {
     pub port: u16,
     dir: String,
+    logical: bool,
 }
 
 static DATABASES: AtomicU32 = AtomicU32::new(0);
@@ -19,7 +20,15 @@ static DATABASES: AtomicU32 = AtomicU32::new(0);
 impl Postgres {
     /// Starts (or finds running) the tests' server on `port`.
     pub fn start(port: u16) -> Postgres {
-        let pg = Postgres { port, dir: format!("/tmp/stockroom-test-pg-{port}") };
+        let pg = Postgres { port, dir: format!("/tmp/stockroom-test-pg-{port}"), logical: true };
+        pg.script("start");
+        pg
+    }
+
+    /// Starts (or finds running) a server on `port` with the default `wal_level`
+    /// (`replica`): no logical decoding, as many production servers run.
+    pub fn start_without_logical_decoding(port: u16) -> Postgres {
+        let pg = Postgres { port, dir: format!("/tmp/stockroom-test-pg-plain-{port}"), logical: false };
         pg.script("start");
         pg
     }
@@ -30,7 +39,7 @@ impl Postgres {
             .arg(action)
             .env("PGPORT", self.port.to_string())
             .env("STOCKROOM_PG_DIR", &self.dir)
-            .env("STOCKROOM_PG_LOGICAL", "1")
+            .env("STOCKROOM_PG_LOGICAL", if self.logical { "1" } else { "0" })
             .status()
             .expect("run scripts/postgres.sh");
         assert!(status.success(), "scripts/postgres.sh {action} failed");

@@ -14,11 +14,19 @@ use stockroom_tests::{Server, data_dir};
 const PG_PORT: u16 = 5561;
 /// A server of its own for the test that kills it, so that the others do not see it die.
 const PG_PORT_KILLED: u16 = 5562;
+/// The same for the polling connector's kill test.
+const PG_PORT_KILLED_POLL: u16 = 5564;
+/// A server without logical decoding (`wal_level=replica`), for the polling mode.
+const PG_PORT_PLAIN: u16 = 5565;
 const PATIENT: &[&str] = &["--write-timeout", "20s", "--read-timeout", "20s"];
 
 async fn start(dir: &std::path::Path, dsn: &str) -> Server {
+    start_in(dir, dsn, "replication").await
+}
+
+async fn start_in(dir: &std::path::Path, dsn: &str, mode: &str) -> Server {
     let mut args: Vec<&str> = PATIENT.to_vec();
-    args.extend(["--outbox", dsn]);
+    args.extend(["--outbox", dsn, "--outbox-mode", mode]);
     let s = Server::start(dir, &args).await;
     s.wait_ready().await;
     s
@@ -140,11 +148,21 @@ async fn committed_rows_become_commands_rolled_back_ones_never_and_malformed_one
 /// while an application commits receipts: every row is applied exactly once.
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_of_the_connector_and_of_postgres_mid_stream_applies_every_row_exactly_once() {
+    kill_9_mid_stream(Postgres::start(PG_PORT_KILLED), "replication").await
+}
+
+/// The same with the polling connector, on a server without logical decoding.
+#[tokio::test(flavor = "multi_thread")]
+async fn polling_kill_9_of_the_connector_and_of_postgres_mid_stream_applies_every_row_exactly_once() {
+    kill_9_mid_stream(Postgres::start_without_logical_decoding(PG_PORT_KILLED_POLL), "poll").await
+}
+
+async fn kill_9_mid_stream(pg: Postgres, mode: &str) {
     const ROWS: i64 = 600;
-    let pg = Arc::new(Postgres::start(PG_PORT_KILLED));
+    let pg = Arc::new(pg);
     let db = pg.database("outbox_crash").await;
     let dir = data_dir();
-    let mut s = start(dir.path(), &pg.dsn(&db)).await;
+    let mut s = start_in(dir.path(), &pg.dsn(&db), mode).await;
     following(&s).await;
     s.post("/products", json!({"sku": "BOLT-1", "name": "Bolt", "price_cents": 10})).await.expect(201);
 
@@ -185,7 +203,7 @@ async fn kill_9_of_the_connector_and_of_postgres_mid_stream_applies_every_row_ex
         if kills < 2 && done > ROWS / 4 * (kills + 1) {
             s.kill();
             kills += 1;
-            s = start(dir.path(), &pg.dsn(&db)).await;
+            s = start_in(dir.path(), &pg.dsn(&db), mode).await;
         } else if !pg_killed && done > ROWS * 3 / 4 {
             let pg = pg.clone();
             tokio::task::spawn_blocking(move || pg.kill_and_restart()).await.unwrap();
@@ -210,18 +228,35 @@ async fn kill_9_of_the_connector_and_of_postgres_mid_stream_applies_every_row_ex
     let history = s.get("/products/BOLT-1/history").await.expect(200).body;
     assert_eq!(history["events"].as_array().map(Vec::len), Some(ROWS as usize + 1));
 
-    // The slot has confirmed everything.
     let report = following(&s).await;
-    let admin = pg.connect("postgres").await;
-    let lag: i64 = admin
-        .query_one(
-            "SELECT (pg_current_wal_lsn() - confirmed_flush_lsn)::bigint FROM pg_replication_slots WHERE database = $1",
-            &[&db],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    eprintln!("after {kills} kills of the node and one of postgres: {report}; slot lag {lag} bytes");
+    if mode == "replication" {
+        // The slot has confirmed everything.
+        let admin = pg.connect("postgres").await;
+        let lag: i64 = admin
+            .query_one(
+                "SELECT (pg_current_wal_lsn() - confirmed_flush_lsn)::bigint FROM pg_replication_slots WHERE database = $1",
+                &[&db],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        eprintln!("after {kills} kills of the node and one of postgres: {report}; slot lag {lag} bytes");
+    } else {
+        // The stored position is past every row.
+        let app = pg.connect(&db).await;
+        let behind: i64 = app
+            .query_one(
+                "SELECT count(*) FROM outbox o, stockroom_outbox_position p WHERE p.outbox = 'outbox' \
+                 AND (o.stockroom_xid::text::bigint, o.id) > (p.xid, p.id)",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        eprintln!("after {kills} kills of the node and one of postgres: {report}; rows after the position: {behind}");
+        assert_eq!(behind, 0, "the position did not reach the last row: {report}");
+        assert_eq!(report["mode"], "poll", "{report}");
+    }
     assert_eq!(report["dead_letters"], 0, "{report}");
     s.stop().await;
     pg.drop_database(&db).await;
@@ -284,5 +319,170 @@ async fn the_connector_node_on_kafka_applies_every_row_once_across_a_kill() {
     let _ = node.kill();
     let _ = node.wait();
     s.stop().await;
+    pg.drop_database(&db).await;
+}
+
+/// On a server without logical decoding: the default mode says why it cannot run and
+/// what to use instead; `--outbox-mode poll` then reads the table: a committed order
+/// reserves stock, a rolled-back one never exists, and rows whose transactions commit
+/// out of id order are all read, once.
+#[tokio::test(flavor = "multi_thread")]
+async fn polling_without_logical_decoding_reads_committed_rows_once_whatever_order_their_ids_commit_in() {
+    let pg = Postgres::start_without_logical_decoding(PG_PORT_PLAIN);
+    let db = pg.database("outbox_poll").await;
+    let dsn = pg.dsn(&db);
+    let dir = data_dir();
+
+    // Replication mode: a clear error that names the cause and the way out.
+    let s = start_in(dir.path(), &dsn, "replication").await;
+    let report = until("the connector's error", Duration::from_secs(30), async || {
+        let o = s.get("/admin/views").await.body["outbox"].clone();
+        o["error"].as_str().is_some_and(|e| e.contains("--outbox-mode poll")).then_some(o)
+    })
+    .await;
+    assert!(report["error"].as_str().unwrap().contains("wal_level=replica"), "{report}");
+    assert_eq!(report["state"], "disconnected", "{report}");
+    s.stop().await;
+
+    let s = start_in(dir.path(), &dsn, "poll").await;
+    let report = following(&s).await;
+    assert_eq!(report["mode"], "poll", "{report}");
+    s.post("/products", json!({"sku": "KET-1", "name": "Kettle", "price_cents": 2999, "initial_stock": 10}))
+        .await
+        .expect(201);
+    let app = pg.connect(&db).await;
+    let row = |id: Option<i64>, kind: &str, payload: Value| match id {
+        Some(id) => format!("INSERT INTO outbox (id, type, payload) VALUES ({id}, '{kind}', '{payload}'::jsonb);"),
+        None => format!("INSERT INTO outbox (type, payload) VALUES ('{kind}', '{payload}'::jsonb);"),
+    };
+    let order = |id: &str, qty: u32| json!({"order_id": id, "lines": [{"sku": "KET-1", "quantity": qty}]});
+    app.batch_execute(&format!("BEGIN; {} COMMIT;", row(None, "order.placed", order("o-1", 3)))).await.unwrap();
+    app.batch_execute(&format!("BEGIN; {} ROLLBACK;", row(None, "order.placed", order("o-2", 4)))).await.unwrap();
+    until("o-1 reserved", Duration::from_secs(30), async || {
+        let o = s.get("/orders/o-1").await.body;
+        (o["state"] == "reserved").then_some(o)
+    })
+    .await;
+    s.get("/orders/o-2").await.expect(404);
+    let before = until("the catalog to show o-1", Duration::from_secs(20), async || {
+        let p = stock(&s, "KET-1").await;
+        (p["stock"]["reserved"] == 3).then_some(p)
+    })
+    .await;
+    let on_hand = before["stock"]["on_hand"].as_i64().unwrap();
+
+    // 1. The lower id's transaction is open first, holds its id, and commits last.
+    let late = pg.connect(&db).await;
+    late.batch_execute(&format!(
+        "BEGIN; {}",
+        row(Some(1000), "stock.received", json!({"sku": "KET-1", "quantity": 1}))
+    ))
+    .await
+    .unwrap();
+    app.batch_execute(&row(Some(1001), "stock.received", json!({"sku": "KET-1", "quantity": 2}))).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    late.batch_execute("COMMIT").await.unwrap();
+
+    // 2. A transaction that will write id 2000 (the application hands out its ids) is
+    //    open, but has written nothing yet, when id 2001 commits and is read and
+    //    applied; then it writes its row and commits. A reader that kept "the highest
+    //    id read" would never read 2000.
+    let early = pg.connect(&db).await;
+    early.batch_execute("BEGIN; SELECT count(*) FROM outbox;").await.unwrap();
+    app.batch_execute(&row(Some(2001), "stock.received", json!({"sku": "KET-1", "quantity": 4}))).await.unwrap();
+    until("the higher id applied", Duration::from_secs(30), async || {
+        let p = stock(&s, "KET-1").await;
+        (p["stock"]["on_hand"].as_i64() == Some(on_hand + 7)).then_some(p)
+    })
+    .await;
+    early
+        .batch_execute(&format!(
+            "{} COMMIT;",
+            row(Some(2000), "stock.received", json!({"sku": "KET-1", "quantity": 8}))
+        ))
+        .await
+        .unwrap();
+
+    let product = until("every row", Duration::from_secs(30), async || {
+        let p = stock(&s, "KET-1").await;
+        (p["stock"]["on_hand"].as_i64() >= Some(on_hand + 15)).then_some(p)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let later = stock(&s, "KET-1").await;
+    assert_eq!(product["stock"]["on_hand"], on_hand + 15, "{product}");
+    assert_eq!(later["version"], before["version"].as_i64().unwrap() + 4, "a row applied twice or missed: {later}");
+    let report = s.get("/admin/views").await.body["outbox"].clone();
+    assert_eq!(report["rows_applied"], 5, "{report}");
+    assert_eq!(report["dead_letters"], 0, "{report}");
+    s.stop().await;
+    pg.drop_database(&db).await;
+}
+
+/// The crash window of a dead letter: written to the DLQ, then the node dies before
+/// the position moves, so the rows are read again. Simulated exactly by moving the
+/// stored position (polling) back over them while the node is down: the rows come
+/// again, the good one is answered from its stored outcome, and the dead letters are
+/// not written a second time.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_row_read_again_after_a_crash_does_not_write_its_dead_letter_twice() {
+    let pg = Postgres::start_without_logical_decoding(PG_PORT_PLAIN);
+    let db = pg.database("outbox_dlq_once").await;
+    let dsn = pg.dsn(&db);
+    let dir = data_dir();
+    let s = start_in(dir.path(), &dsn, "poll").await;
+    following(&s).await;
+    s.post("/products", json!({"sku": "PEG-1", "name": "Peg", "price_cents": 5})).await.expect(201);
+    let app = pg.connect(&db).await;
+    let start: (i64, i64) = {
+        let r = app.query_one("SELECT xid, id FROM stockroom_outbox_position", &[]).await.unwrap();
+        (r.get(0), r.get(1))
+    };
+    for (kind, payload) in [
+        ("order.shipped", json!({"order_id": "o-1"})),
+        ("stock.received", json!({"sku": "PEG-1", "quantity": 0})),
+        ("stock.received", json!({"sku": "PEG-1", "quantity": 2})),
+    ] {
+        app.batch_execute(&format!("INSERT INTO outbox (type, payload) VALUES ('{kind}', '{payload}'::jsonb)"))
+            .await
+            .unwrap();
+    }
+    let report = until("the rows' outcomes", Duration::from_secs(30), async || {
+        let o = s.get("/admin/views").await.body["outbox"].clone();
+        (o["rows_applied"] == 1 && o["dead_letters"] == 2).then_some(o)
+    })
+    .await;
+    let version = until("the receipt in the catalog", Duration::from_secs(20), async || {
+        let p = stock(&s, "PEG-1").await;
+        (p["stock"]["on_hand"] == 2).then(|| p["version"].clone())
+    })
+    .await;
+    s.stop().await;
+
+    // As if the node had died before storing the position past these rows.
+    let moved =
+        app.execute("UPDATE stockroom_outbox_position SET xid = $1, id = $2", &[&start.0, &start.1]).await.unwrap();
+    assert_eq!(moved, 1, "{report}");
+    let s = start_in(dir.path(), &dsn, "poll").await;
+    let again = until("the rows read again", Duration::from_secs(30), async || {
+        let o = s.get("/admin/views").await.body["outbox"].clone();
+        (o["rows_applied"] == 1 && o["state"] == "following").then_some(o)
+    })
+    .await;
+    assert_eq!(again["dead_letters"], 0, "a dead letter written again: {again}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let product = stock(&s, "PEG-1").await;
+    assert_eq!(product["version"], version, "the receipt applied twice: {product}");
+    assert_eq!(product["stock"]["on_hand"], 2, "{product}");
+    s.stop().await;
+
+    let dump = std::process::Command::new(stockroom_tests::binary())
+        .args(["log", "dump", "--topic", "dlq", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .expect("log dump");
+    let dump = String::from_utf8_lossy(&dump.stdout);
+    let letters: Vec<&str> = dump.lines().filter(|l| l.contains("outbox-")).collect();
+    assert_eq!(letters.len(), 2, "{dump}");
     pg.drop_database(&db).await;
 }

@@ -17,11 +17,33 @@ use stockroom_topics::{EventLog, Headers, Record, Topic, time};
 use tokio_postgres::{Client, NoTls};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
+use super::dead_letters::DeadLetters;
 use super::pgoutput::{self, Lsn, Message, Relation};
 use super::row::OutboxRow;
 use crate::http::CommandApi;
+
+/// How the connector learns of committed rows (`--outbox-mode`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OutboxMode {
+    /// A logical replication slot and `pgoutput`: needs `wal_level=logical` and a
+    /// role with REPLICATION.
+    #[default]
+    Replication,
+    /// Queries of the table by transaction id (`poll.rs`): any server, any role that
+    /// may read the table and create the connector's position table.
+    Poll,
+}
+
+impl OutboxMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            OutboxMode::Replication => "replication",
+            OutboxMode::Poll => "poll",
+        }
+    }
+}
 
 /// Where the connector reads and how.
 #[derive(Clone, Debug)]
@@ -30,8 +52,9 @@ pub struct OutboxConfig {
     pub dsn: String,
     /// The outbox table (in the connection's search path).
     pub table: String,
-    /// Messages read from the slot per round trip.
+    /// Messages read from the slot (rows read from the table, when polling) per round trip.
     pub batch: i32,
+    pub mode: OutboxMode,
 }
 
 impl OutboxConfig {
@@ -46,7 +69,11 @@ impl OutboxConfig {
                 "the outbox table name {table:?} must be 1-40 of [a-z0-9_], not starting with a digit"
             )));
         }
-        Ok(OutboxConfig { dsn: dsn.into(), table, batch: 2000 })
+        Ok(OutboxConfig { dsn: dsn.into(), table, batch: 2000, mode: OutboxMode::Replication })
+    }
+
+    pub fn with_mode(self, mode: OutboxMode) -> OutboxConfig {
+        OutboxConfig { mode, ..self }
     }
 
     /// The publication the connector owns: one per table.
@@ -71,6 +98,9 @@ pub enum OutboxError {
     Postgres(#[from] tokio_postgres::Error),
     #[error("the replication stream is not readable: {0}")]
     Stream(String),
+    /// The server cannot give this connection a logical replication slot.
+    #[error("logical replication is not available: {0}; fix that, or read the table by polling: --outbox-mode poll")]
+    NoReplication(String),
 }
 
 /// What the connector has done, for `/metrics` and `/admin/views`.
@@ -94,24 +124,31 @@ pub struct OutboxStats {
     pub caught_up: AtomicBool,
     /// True while connected to PostgreSQL.
     pub connected: AtomicBool,
+    /// How the connector reads.
+    pub mode: OutboxMode,
+    /// Polling: every transaction up to this id is read and sent.
+    pub confirmed_xid: AtomicU64,
+    /// Why the last session failed, until one succeeds.
+    pub last_error: std::sync::Mutex<Option<String>>,
 }
 
 /// The connector: PostgreSQL's slot in, the command API out.
 pub struct Connector {
-    config: OutboxConfig,
+    pub(super) config: OutboxConfig,
     api: Router,
     log: EventLog,
-    stats: Arc<OutboxStats>,
+    pub(super) stats: Arc<OutboxStats>,
+    dead: DeadLetters,
 }
 
 /// A row as read: the outbox row, or why it could not be read (with its raw bytes).
-type ReadRow = Result<OutboxRow, (String, Vec<u8>)>;
+pub(super) type ReadRow = Result<OutboxRow, (String, Vec<u8>)>;
 
-/// A transaction read from the slot.
-struct Transaction {
-    end_lsn: Lsn,
-    commit_ms: i64,
-    rows: Vec<ReadRow>,
+/// A transaction read from the slot (or, polling, the rows of one transaction id).
+pub(super) struct Transaction {
+    pub(super) end_lsn: Lsn,
+    pub(super) commit_ms: i64,
+    pub(super) rows: Vec<ReadRow>,
 }
 
 /// What became of one row.
@@ -126,7 +163,8 @@ const PG_EPOCH_US: i64 = 946_684_800_000_000;
 
 impl Connector {
     pub fn new(config: OutboxConfig, api: CommandApi, log: EventLog) -> Connector {
-        Connector { config, api: crate::http::router(api), log, stats: Arc::default() }
+        let stats = Arc::new(OutboxStats { mode: config.mode, ..OutboxStats::default() });
+        Connector { config, api: crate::http::router(api), log, stats, dead: DeadLetters::default() }
     }
 
     pub fn stats(&self) -> Arc<OutboxStats> {
@@ -142,7 +180,16 @@ impl Connector {
                 Err(e) => {
                     self.stats.connected.store(false, Ordering::Relaxed);
                     self.stats.caught_up.store(false, Ordering::Relaxed);
-                    warn!(error = %e, table = %self.config.table, retry_in_ms = delay.as_millis() as u64, "outbox connector failed; retrying");
+                    if let Ok(mut last) = self.stats.last_error.lock() {
+                        *last = Some(e.to_string());
+                    }
+                    if matches!(e, OutboxError::NoReplication(_)) {
+                        // Not a passing fault: say so loudly (retried all the same, in
+                        // case the server is being reconfigured).
+                        error!(error = %e, table = %self.config.table, "outbox connector cannot use logical replication");
+                    } else {
+                        warn!(error = %e, table = %self.config.table, retry_in_ms = delay.as_millis() as u64, "outbox connector failed; retrying");
+                    }
                     tokio::select! {
                         _ = cancel.cancelled() => return,
                         _ = tokio::time::sleep(delay) => {}
@@ -160,9 +207,20 @@ impl Connector {
                 warn!(error = %e, "outbox connection closed");
             }
         });
-        let result = self.follow(&client, cancel).await;
+        let result = match self.config.mode {
+            OutboxMode::Replication => self.follow(&client, cancel).await,
+            OutboxMode::Poll => self.poll(&client, cancel).await,
+        };
         conn.abort();
         result
+    }
+
+    /// The connection works: the last failure is over.
+    pub(super) fn connected(&self) {
+        self.stats.connected.store(true, Ordering::Relaxed);
+        if let Ok(mut last) = self.stats.last_error.lock() {
+            *last = None;
+        }
     }
 
     /// Makes the publication and the slot if they are missing, then reads, sends and
@@ -172,7 +230,7 @@ impl Connector {
         let slot = self.config.slot(&database);
         let publication = self.config.publication();
         prepare(client, &self.config.table, &publication, &slot).await?;
-        self.stats.connected.store(true, Ordering::Relaxed);
+        self.connected();
         info!(table = %self.config.table, slot = %slot, "outbox connector reading");
         let mut relations: HashMap<u32, Relation> = HashMap::new();
         loop {
@@ -267,7 +325,7 @@ impl Connector {
 
     /// Sends every row of `transactions`: rows of one aggregate in commit order,
     /// different aggregates concurrently. False when cancelled before all were done.
-    async fn send_all(&self, transactions: &[Transaction], cancel: &CancellationToken) -> bool {
+    pub(super) async fn send_all(&self, transactions: &[Transaction], cancel: &CancellationToken) -> bool {
         let mut lanes: HashMap<String, Vec<&ReadRow>> = HashMap::new();
         for row in transactions.iter().flat_map(|t| &t.rows) {
             let lane = match row {
@@ -357,19 +415,37 @@ impl Connector {
         cancel: &CancellationToken,
     ) -> Option<Done> {
         let id = row.map(|r| r.id.to_string()).unwrap_or_else(|| "unknown".into());
-        warn!(id = %id, reason, "outbox row to the DLQ");
         let key = format!("outbox-{id}").into_bytes();
+        let origin = format!("postgres:{}", self.config.table);
+        let partition = self.log.partition_for_key(Topic::Dlq, &key);
+        // A row read again after a crash (between its dead letter and the position's
+        // move) is not written twice (`dead_letters.rs`).
+        while row.is_some() {
+            match self.dead.contains(&self.log, partition, &origin, &key).await {
+                Ok(true) => {
+                    info!(id = %id, "outbox row already in the DLQ; not written again");
+                    return Some(Done::DeadLetter);
+                }
+                Ok(false) => break,
+                Err(e) => warn!(error = %e, "cannot read the DLQ; retrying"),
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return None,
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+        }
+        warn!(id = %id, reason, "outbox row to the DLQ");
         let mut headers = Headers::new();
         headers.push(REASON_HEADER, reason.as_bytes().to_vec());
-        headers.push(ORIGIN_TOPIC_HEADER, format!("postgres:{}", self.config.table).into_bytes());
+        headers.push(ORIGIN_TOPIC_HEADER, origin.into_bytes());
         headers.push(ORIGIN_PARTITION_HEADER, b"0".to_vec());
         headers.push(ORIGIN_OFFSET_HEADER, id.into_bytes());
         headers.push(REPORTER_HEADER, b"outbox".to_vec());
-        let partition = self.log.partition_for_key(Topic::Dlq, &key);
-        let record = Record { key: Some(key), headers, payload, timestamp_ms: time::now_ms() };
+        let record = Record { key: Some(key.clone()), headers, payload, timestamp_ms: time::now_ms() };
         loop {
             match self.log.append(Topic::Dlq, partition, vec![record.clone()]).await {
                 Ok(_) => {
+                    self.dead.written(partition, key).await;
                     self.stats.dead_letters.fetch_add(1, Ordering::Relaxed);
                     return Some(Done::DeadLetter);
                 }
@@ -400,6 +476,12 @@ impl Connector {
 /// The table (if missing, with the contract's columns), a publication of it and the
 /// logical slot, each made only if missing.
 async fn prepare(client: &Client, table: &str, publication: &str, slot: &str) -> Result<(), OutboxError> {
+    let wal_level: String = client.query_one("SELECT current_setting('wal_level')", &[]).await?.get(0);
+    if wal_level != "logical" {
+        return Err(OutboxError::NoReplication(format!(
+            "the server runs with wal_level={wal_level} (logical decoding needs wal_level=logical and a restart)"
+        )));
+    }
     client
         .batch_execute(&format!(
             "CREATE TABLE IF NOT EXISTS {table} (id bigserial PRIMARY KEY, aggregate text, type text NOT NULL, \
@@ -410,13 +492,23 @@ async fn prepare(client: &Client, table: &str, publication: &str, slot: &str) ->
         client.batch_execute(&format!("CREATE PUBLICATION {publication} FOR TABLE {table}")).await?;
     }
     if client.query_opt("SELECT 1 FROM pg_replication_slots WHERE slot_name = $1", &[&slot]).await?.is_none() {
-        client.execute("SELECT 1 FROM pg_create_logical_replication_slot($1, 'pgoutput')", &[&slot]).await?;
+        let created =
+            client.execute("SELECT 1 FROM pg_create_logical_replication_slot($1, 'pgoutput')", &[&slot]).await;
+        match created {
+            Ok(_) => {}
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) => {
+                return Err(OutboxError::NoReplication(format!(
+                    "the role may not create replication slots (it needs REPLICATION): {e}"
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        }
         info!(slot, "created the replication slot: rows committed from now on are read");
     }
     Ok(())
 }
 
-fn outbox_row(row: &pgoutput::Row) -> ReadRow {
+pub(super) fn outbox_row(row: &pgoutput::Row) -> ReadRow {
     let raw = || {
         serde_json::to_vec(&row.columns.iter().map(|(k, v)| (k.clone(), format!("{v:?}"))).collect::<HashMap<_, _>>())
             .unwrap_or_default()

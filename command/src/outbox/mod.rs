@@ -30,7 +30,8 @@
 //!    sent again, same key. *Crash*: some commands are decided, the slot has not
 //!    moved; the next start peeks the same rows and sends them again with the same
 //!    keys, and the processor answers each repeat with its stored answer (never
-//!    applied twice). A dead letter may be written twice (the DLQ is at least once).
+//!    applied twice). A dead letter is not written twice: the connector looks for the
+//!    row's key in the DLQ first (`dead_letters.rs`).
 //! 3. **Confirm**: `pg_replication_slot_advance(slot, end_lsn)` of the last
 //!    transaction sent, only after every row of every transaction before it has its
 //!    final outcome. *Crash* before it: step 2's case. After it: the rows are done and
@@ -48,12 +49,19 @@
 //!   read: there is no initial snapshot.
 //! - An unused slot holds WAL on the server: drop it (`pg_drop_replication_slot`)
 //!   when the connector is retired.
-//! - Polling the table by id is not implemented: it needs no slot, but it cannot see
-//!   transactions commit out of id order (a smaller id committing later is missed
-//!   unless the poller waits), and it costs a query per interval on the table.
+//!
+//! # Without logical replication: polling
+//!
+//! `--outbox-mode poll` (`poll.rs`) reads the table itself, for servers where a slot
+//! is not to be had. It keeps steps 2 and 3 (send, then store the position), but its
+//! position is a transaction id, not a row id, so that a row whose transaction
+//! commits after a later id's is not skipped; the essay is in `poll.rs`.
 
 mod connector;
+mod dead_letters;
 pub mod pgoutput;
+mod poll;
 pub mod row;
 
-pub use connector::{Connector, OutboxConfig, OutboxError, OutboxStats};
+pub use connector::{Connector, OutboxConfig, OutboxError, OutboxMode, OutboxStats};
+pub use poll::POSITION_TABLE;
