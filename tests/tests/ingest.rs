@@ -308,7 +308,51 @@ async fn a_run_killed_mid_feed_resumes_by_sending_it_again(backend: Backend) {
     s.stop().await;
 }
 
+/// One feed that repeats a GTIN and a brand and name across a run's windows of 2,048
+/// rows (a window is matched against the tables as the windows before it left them):
+/// each product is created once, and the repeats merge into it.
+async fn repeats_across_concurrent_rows_create_one_product(backend: Backend) {
+    const ROWS: usize = 3000;
+    let dir = data_dir();
+    let s = Server::start_on(&backend, dir.path(), PATIENT).await;
+    let source = json!({"priority": 1, "fields":
+        {"source_id": "id", "name": "name", "brand": "brand", "gtin": "gtin", "price": "price"}});
+    s.request("PUT", "/ingest/sources/repeats", Some(source), &[]).await.expect(201);
+    let mut feed = String::new();
+    for i in 0..ROWS {
+        // Rows 2040..2060 share one GTIN (straddling row 2048); every other row's
+        // brand and name recurs 1,000 and 2,000 rows later.
+        let row = if (2040..2060).contains(&i) {
+            json!({"id": format!("r-{i}"), "name": format!("Barcoded thing {i}"), "gtin": "4006381333931", "price": "9.99"})
+        } else {
+            json!({"id": format!("r-{i}"), "name": format!("Item {}", i % 1000), "brand": "Acme", "price": "1.00"})
+        };
+        feed.push_str(&format!("{row}\n"));
+    }
+    let run = ingest(&s, "repeats", "delta", feed.into_bytes(), "application/x-ndjson").await;
+    let n = |k: &str| run[k].as_u64().unwrap();
+    assert_eq!((n("read"), n("created"), n("rejected")), (ROWS as u64, 1001, 0), "{run}");
+    assert_eq!(n("updated") + n("unchanged"), ROWS as u64 - 1001, "{run}");
+    for _ in 0..300 {
+        if s.get("/search?limit=1").await.expect(200).body["total"] == 1001 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        s.get("/search?limit=1").await.expect(200).body["total"],
+        1001,
+        "one product per GTIN or brand and name"
+    );
+    let barcoded = product_when(&s, "REPEATS-R-2040", |p| p["sources"].as_array().is_some_and(|a| a.len() == 20)).await;
+    assert_eq!(barcoded["gtin"], "04006381333931");
+    let item = product_when(&s, "REPEATS-R-7", |p| p["sources"].as_array().is_some_and(|a| a.len() == 3)).await;
+    assert_eq!(sources_of(&item), vec![pair("repeats", "r-1007"), pair("repeats", "r-2007"), pair("repeats", "r-7")]);
+    s.stop().await;
+}
+
 stockroom_tests::on_both_backends!(
     feeds_are_cleaned_matched_merged_and_written,
-    a_run_killed_mid_feed_resumes_by_sending_it_again
+    a_run_killed_mid_feed_resumes_by_sending_it_again,
+    repeats_across_concurrent_rows_create_one_product
 );
