@@ -52,7 +52,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use stockroom_domain::product::ProductEventBody;
 use stockroom_tests::history::{Brokers, admitted_product_events, kafka_backend};
-use stockroom_tests::postgres::Postgres;
+use stockroom_tests::postgres::{Postgres, sql_model_caught_up, sql_model_rows};
 use stockroom_tests::{Backend, Server, data_dir, gtin14};
 use stockroom_topics::kafka::{KafkaConfig, KafkaLog};
 use stockroom_topics::{EmbeddedLog, EventLog, TopicNames};
@@ -637,7 +637,13 @@ async fn final_views(nodes: Nodes, backend: &Backend, sql: Option<&Client>) -> F
         }
     }
     let sql_rows = match sql {
-        Some(client) => Some(if sql_caught_up(&server).await { sql_rows(client).await } else { None }),
+        Some(client) => Some(match sql_model_caught_up(&server, Duration::from_secs(60)).await {
+            Ok(()) => sql_model_rows(client).await.map_err(|e| eprintln!("cannot read the sql model: {e}")).ok(),
+            Err(views) => {
+                eprintln!("the sql model never caught up with the log: {views}");
+                None
+            }
+        }),
         None => None,
     };
     let _ = server.stop().await;
@@ -649,61 +655,6 @@ struct FinalViews {
     /// `Some(None)`: the SQL model was kept but never caught up.
     sql_rows: Option<Option<BTreeMap<String, Value>>>,
     writer_dir: tempfile::TempDir,
-}
-
-/// Waits (a minute at most) until the SQL model has applied the whole log: its lag
-/// and the catalog's are 0 and it is not rebuilding.
-async fn sql_caught_up(server: &Server) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        let views = server.get("/admin/views").await.body;
-        let all = views["views"].as_array().cloned().unwrap_or_default();
-        let named = |name: &str| all.iter().find(|v| v["name"] == name).cloned().unwrap_or(Value::Null);
-        let (sql, catalog) = (named("sql"), named("catalog"));
-        if sql["lag"] == 0 && catalog["lag"] == 0 && sql["state"] == "serving" {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    eprintln!("the sql model never caught up with the log");
-    false
-}
-
-/// The SQL model's row per SKU, in the catalog's shape (name, price, version, status,
-/// stock), with the sums of its stock movements (`None`: a query failed).
-async fn sql_rows(client: &Client) -> Option<BTreeMap<String, Value>> {
-    let rows = client
-        .query(
-            "SELECT p.sku, p.name, p.price_cents, p.version, p.status, s.on_hand, s.reserved, s.available,
-                    (SELECT coalesce(sum(quantity) FILTER (WHERE type IN ('initial','received','adjusted','shipped')), 0)::bigint
-                       FROM stockroom.stock_movements m WHERE m.sku = p.sku),
-                    (SELECT coalesce(sum(quantity) FILTER (WHERE type IN ('reserved','released','shipped')), 0)::bigint
-                       FROM stockroom.stock_movements m WHERE m.sku = p.sku)
-             FROM stockroom.products p LEFT JOIN stockroom.stock s USING (sku)",
-            &[],
-        )
-        .await;
-    let rows = match rows {
-        Ok(rows) => rows,
-        Err(e) => {
-            eprintln!("cannot read the sql model: {e}");
-            return None;
-        }
-    };
-    let mut out = BTreeMap::new();
-    for row in rows {
-        let stock = |i: usize| row.get::<_, Option<i64>>(i);
-        out.insert(
-            row.get::<_, String>(0),
-            json!({
-                "name": row.get::<_, String>(1), "price_cents": row.get::<_, i64>(2),
-                "version": row.get::<_, i64>(3), "status": row.get::<_, String>(4),
-                "stock": {"on_hand": stock(5), "reserved": stock(6), "available": stock(7)},
-                "movements": {"on_hand": row.get::<_, i64>(8), "reserved": row.get::<_, i64>(9)},
-            }),
-        );
-    }
-    Some(out)
 }
 
 /// SQL rows that differ from the catalog's view of their product (the comparison of

@@ -3,11 +3,16 @@
 //! with `wal_level=logical` for the outbox connector's slots. Each test makes a
 //! database of its own, so tests share the server but nothing in it.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 
+use serde_json::{Value, json};
 use tokio_postgres::{Client, NoTls};
+
+use crate::Server;
 
 pub struct Postgres {
     pub port: u16,
@@ -107,5 +112,56 @@ impl Postgres {
             )
             .await;
         let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)")).await;
+    }
+}
+
+/// The SQL read model's row per SKU, in the catalog's shape (`name`, `price_cents`,
+/// `version`, `status`, `stock.{on_hand,reserved,available}`, null where the `stock`
+/// row is missing), with the sums of its stock movements (`movements.on_hand`,
+/// `movements.reserved`), which equal the stock when every movement is there once.
+pub async fn sql_model_rows(client: &Client) -> Result<BTreeMap<String, Value>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT p.sku, p.name, p.price_cents, p.version, p.status, s.on_hand, s.reserved, s.available,
+                    (SELECT coalesce(sum(quantity) FILTER (WHERE type IN ('initial','received','adjusted','shipped')), 0)::bigint
+                       FROM stockroom.stock_movements m WHERE m.sku = p.sku),
+                    (SELECT coalesce(sum(quantity) FILTER (WHERE type IN ('reserved','released','shipped')), 0)::bigint
+                       FROM stockroom.stock_movements m WHERE m.sku = p.sku)
+             FROM stockroom.products p LEFT JOIN stockroom.stock s USING (sku)",
+            &[],
+        )
+        .await?;
+    let mut out = BTreeMap::new();
+    for row in rows {
+        let stock = |i: usize| row.get::<_, Option<i64>>(i);
+        out.insert(
+            row.get::<_, String>(0),
+            json!({
+                "name": row.get::<_, String>(1), "price_cents": row.get::<_, i64>(2),
+                "version": row.get::<_, i64>(3), "status": row.get::<_, String>(4),
+                "stock": {"on_hand": stock(5), "reserved": stock(6), "available": stock(7)},
+                "movements": {"on_hand": row.get::<_, i64>(8), "reserved": row.get::<_, i64>(9)},
+            }),
+        );
+    }
+    Ok(out)
+}
+
+/// Waits until `server`'s SQL model and catalog have applied everything in the log
+/// (lag 0, the model serving, not rebuilding); on timeout, `/admin/views` as last seen.
+pub async fn sql_model_caught_up(server: &Server, timeout: Duration) -> Result<(), Value> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let views = server.get("/admin/views").await.body;
+        let all = views["views"].as_array().cloned().unwrap_or_default();
+        let named = |name: &str| all.iter().find(|v| v["name"] == name).cloned().unwrap_or(Value::Null);
+        let (sql, catalog) = (named("sql"), named("catalog"));
+        if sql["lag"] == 0 && catalog["lag"] == 0 && sql["state"] == "serving" {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(views);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

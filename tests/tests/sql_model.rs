@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
-use stockroom_tests::postgres::Postgres;
+use serde_json::json;
+use stockroom_tests::postgres::{Postgres, sql_model_caught_up, sql_model_rows};
 use stockroom_tests::{Server, data_dir};
 
 const PG_PORT: u16 = 5561;
@@ -32,17 +32,8 @@ async fn dump(pg: &Postgres, db: &str) -> Vec<String> {
 
 /// Waits until the model's positions cover the node's catalog position.
 async fn caught_up(s: &Server) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let views = s.get("/admin/views").await.body;
-        let all = views["views"].as_array().cloned().unwrap_or_default();
-        let sql = all.iter().find(|v| v["name"] == "sql").cloned().unwrap_or(Value::Null);
-        let catalog = all.iter().find(|v| v["name"] == "catalog").cloned().unwrap_or(Value::Null);
-        if sql["lag"] == 0 && catalog["lag"] == 0 && sql["state"] == "serving" {
-            return;
-        }
-        assert!(Instant::now() < deadline, "the sql model never caught up: {views}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    if let Err(views) = sql_model_caught_up(s, Duration::from_secs(60)).await {
+        panic!("the sql model never caught up: {views}");
     }
 }
 
@@ -84,36 +75,21 @@ async fn the_sql_model_equals_the_catalog_after_writes_and_a_crash_and_a_rebuild
 
     // Equal to the catalog, product by product.
     let c = pg.connect(&db).await;
+    let rows = sql_model_rows(&c).await.unwrap();
+    assert_eq!(rows.len(), 10, "{rows:?}");
     for i in 0..10 {
         let sku = format!("SKU-{i}");
         let p = s.get(&format!("/products/{sku}")).await.expect(200).body;
-        let row = c
-            .query_one(
-                "SELECT p.name, p.price_cents, p.version, s.on_hand, s.reserved, s.available, p.status
-                 FROM stockroom.products p JOIN stockroom.stock s USING (sku) WHERE sku = $1",
-                &[&sku],
-            )
-            .await
-            .unwrap();
-        assert_eq!(p["name"], row.get::<_, String>(0));
-        assert_eq!(p["price_cents"], row.get::<_, i64>(1));
-        assert_eq!(p["version"], row.get::<_, i64>(2));
-        assert_eq!(p["stock"]["on_hand"], row.get::<_, i64>(3));
-        assert_eq!(p["stock"]["reserved"], row.get::<_, i64>(4));
-        assert_eq!(p["stock"]["available"], row.get::<_, i64>(5));
-        assert_eq!(p["status"], row.get::<_, String>(6));
+        let row = &rows[&sku];
+        for field in ["name", "price_cents", "version", "status"] {
+            assert_eq!(p[field], row[field], "{sku} {field}");
+        }
+        for field in ["on_hand", "reserved", "available"] {
+            assert_eq!(p["stock"][field], row["stock"][field], "{sku} stock.{field}");
+        }
         // Every stock-moving event once: the movements sum to on hand and reserved.
-        let sums = c
-            .query_one(
-                "SELECT coalesce(sum(quantity) FILTER (WHERE type IN ('initial','received','adjusted','shipped')), 0)::bigint,
-                        coalesce(sum(quantity) FILTER (WHERE type IN ('reserved','released','shipped')), 0)::bigint
-                 FROM stockroom.stock_movements WHERE sku = $1",
-                &[&sku],
-            )
-            .await
-            .unwrap();
-        assert_eq!(p["stock"]["on_hand"], sums.get::<_, i64>(0), "{sku}");
-        assert_eq!(p["stock"]["reserved"], sums.get::<_, i64>(1), "{sku}");
+        assert_eq!(p["stock"]["on_hand"], row["movements"]["on_hand"], "{sku}");
+        assert_eq!(p["stock"]["reserved"], row["movements"]["reserved"], "{sku}");
     }
     let positions: i64 = c.query_one("SELECT count(*) FROM stockroom.positions", &[]).await.unwrap().get(0);
     assert!(positions > 0, "no positions recorded with the rows");
