@@ -1,43 +1,50 @@
-//! The embedded log: a durable, partitioned, append-only log in one sled database,
-//! for the single-process shape (`stockroom serve`, no external service).
+//! The embedded log: a durable, partitioned, append-only log in plain files, for the
+//! single-process shape (`stockroom serve`, no external service).
 //!
 //! # Layout
 //!
-//! One sled tree per durable topic-partition (`events`, `replay`, `dlq`), named
-//! `"<topic name>/<partition>"`, keyed by the offset as 8 big-endian bytes, so a
-//! range scan reads a partition in order. `commands` and `results` are in memory
-//! (DESIGN.md: a command counts only once its events are durable, so losing a queued
-//! command in a crash loses nothing a client was told succeeded).
+//! One append-only file per durable topic-partition (`events`, `replay`, `dlq`,
+//! `sources`), named `"<topic name>-<partition>.log"`, a frame with a CRC per record
+//! (see `file.rs`), and `stockroom-log.meta` with the format and the partition count.
+//! `commands` and `results` are in memory (DESIGN.md: a command counts only once its
+//! events are durable, so losing a queued command in a crash loses nothing a client
+//! was told succeeded).
+//!
+//! Until this format the log was a sled database (one tree per partition). Opening
+//! such a directory copies its records into the files once, then removes sled's
+//! files; a crash during the copy redoes it (the meta file is written last).
 //!
 //! # Group commit
 //!
 //! Appends to durable topics go to one appender thread. It drains every request
-//! waiting, writes each request's records with one atomic `apply_batch`, then calls
-//! `flush` once for all of them, then answers them all. Under load many commands —
-//! of many partitions — share one flush: measured with sled 0.34.7 on this machine,
-//! one record per flush gives about 5,400 records/s, 128 per flush about 700,000.
+//! waiting, writes each partition's new frames with one `pwrite`, then calls
+//! `fdatasync` once per partition file it wrote, then answers them all. Under load
+//! many commands — of many partitions — share those syncs.
 //!
 //! # Readers see only durable records
 //!
-//! Each partition has a *durable end*: the next offset after the last flushed record.
-//! Readers never read past it. A record inserted but not yet flushed could vanish in
-//! a crash; had a projector indexed it, the view would hold an event the log lost.
+//! Each partition has a *durable end*: the next offset after the last synced record.
+//! Readers never read past it. A record written but not yet synced could vanish in a
+//! crash; had a projector indexed it, the view would hold an event the log lost.
 //!
 //! # Crashes
 //!
-//! After a crash the log holds, per partition, a prefix of what was appended, with no
-//! holes, and every acknowledged record (sled recovers a prefix of its writes; our
-//! offsets are contiguous per tree). Records appended but not acknowledged may or may
-//! not be there — the command processor handles that by reading the log back.
+//! Frames reach a file in order and an append is acknowledged only after the sync
+//! that covers it. After a crash, opening the log checks every frame and cuts the
+//! file at the first torn or damaged one; what is cut was never acknowledged. So each
+//! partition holds a prefix of what was appended, with no holes, and every
+//! acknowledged record. Records appended but not acknowledged may or may not be
+//! there — the command processor handles that by reading the log back.
 //!
-//! sled 0.34's `flush` writes and fsyncs its files, but does not force every drive's
-//! cache (sled issues #1351, #1452): acknowledged data survives a process crash, not
-//! necessarily a power cut on every drive. Kafka with replication is the answer for
-//! that (README, "Durability").
+//! If a write or a sync fails, the file's tail is in an unknown state: the log stops
+//! taking appends (every later one fails) until the process restarts and recovery
+//! cuts the tail — the way PostgreSQL treats a failed `fsync`.
 
 mod appender;
 mod codec;
+mod file;
 mod memory;
+mod migrate;
 mod reader;
 
 pub use reader::Reader;
@@ -45,7 +52,7 @@ pub use reader::Reader;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 
 use tokio::sync::{oneshot, watch};
 
@@ -55,6 +62,7 @@ use crate::record::Record;
 use crate::topic::{Topic, TopicLayout, TopicNames};
 
 use appender::{AppendRequest, Appender};
+use file::{FilePartition, FileWriter};
 use memory::MemoryPartition;
 
 /// The default partition count of a new log.
@@ -62,14 +70,11 @@ pub const DEFAULT_PARTITIONS: u32 = 8;
 /// Records each in-memory partition keeps.
 pub const MEMORY_RETENTION: usize = 100_000;
 
-const META_TREE: &str = "__stockroom_meta";
-const PARTITIONS_KEY: &str = "partitions";
-
-/// A durable partition's tree and its durable end.
-pub(crate) struct DurablePartition {
-    pub tree: sled::Tree,
-    pub end: AtomicU64,
-}
+/// The log's own description: its format and partition count.
+const META_FILE: &str = "stockroom-log.meta";
+const FORMAT: &str = "stockroom-log 1";
+/// Locked (`flock`) by the process that has the log open.
+const LOCK_FILE: &str = "stockroom-log.lock";
 
 /// What readers of a topic wait on: bumped after every append to the topic.
 pub(crate) struct TopicSignal {
@@ -87,7 +92,7 @@ impl TopicSignal {
 }
 
 pub(crate) enum PartitionStore {
-    Durable(Arc<DurablePartition>),
+    Durable(Arc<FilePartition>),
     Memory(Arc<MemoryPartition>),
 }
 
@@ -101,11 +106,12 @@ pub struct Stats {
 pub struct EmbeddedLog {
     layout: TopicLayout,
     path: PathBuf,
-    db: sled::Db,
     partitions: HashMap<(Topic, Partition), PartitionStore>,
     signals: HashMap<Topic, Arc<TopicSignal>>,
     appender: Appender,
     stats: Arc<Stats>,
+    /// Held while the log is open: one process appends to a log.
+    _lock: std::fs::File,
 }
 
 impl EmbeddedLog {
@@ -114,14 +120,14 @@ impl EmbeddedLog {
     /// refused, since a log cannot be repartitioned.
     pub fn open(dir: &Path, names: TopicNames, partitions: Option<u32>) -> LogResult<EmbeddedLog> {
         std::fs::create_dir_all(dir)?;
-        // Flushes are ours (group commit); sled's timer would only add fsyncs.
-        let db = sled::Config::new().path(dir).flush_every_ms(None).open()?;
-        let meta = db.open_tree(META_TREE)?;
-        let stored = meta
-            .get(PARTITIONS_KEY)?
-            .map(|v| v.as_ref().try_into().map(u32::from_be_bytes))
-            .transpose()
-            .map_err(|_| LogError::Other("the log's partition count is corrupt".into()))?;
+        let lock = lock_dir(dir)?;
+        let mut stored = read_meta(dir)?;
+        if stored.is_none() && migrate::has_sled_log(dir) {
+            let count = migrate::from_sled(dir, &names)?;
+            write_meta(dir, count)?;
+            migrate::remove_sled_files(dir)?;
+            stored = Some(count);
+        }
         let count = match (stored, partitions) {
             (Some(s), Some(r)) if s != r => {
                 return Err(LogError::PartitionCountMismatch { stored: s, requested: r, path: dir.to_owned() });
@@ -132,8 +138,6 @@ impl EmbeddedLog {
                 if n == 0 {
                     return Err(LogError::Other("a log needs at least one partition".into()));
                 }
-                meta.insert(PARTITIONS_KEY, &n.to_be_bytes())?;
-                db.flush()?;
                 n
             }
         };
@@ -141,38 +145,31 @@ impl EmbeddedLog {
         let stats = Arc::new(Stats::default());
         let mut partitions = HashMap::new();
         let mut signals = HashMap::new();
+        let mut writers = HashMap::new();
         for topic in Topic::ALL {
             let signal = Arc::new(TopicSignal::new());
             signals.insert(topic, signal.clone());
             for p in 0..layout.partitions(topic) {
                 let p = Partition(p);
                 let store = if topic.is_durable_embedded() {
-                    let tree = db.open_tree(format!("{}/{}", layout.names.name(topic), p.0))?;
-                    let end = match tree.last()? {
-                        Some((k, _)) => key_offset(&k).map(|o| o + 1).ok_or_else(|| LogError::Corrupt {
-                            topic,
-                            partition: p,
-                            offset: Offset(0),
-                            reason: "bad offset key".into(),
-                        })?,
-                        None => 0,
-                    };
-                    PartitionStore::Durable(Arc::new(DurablePartition { tree, end: AtomicU64::new(end) }))
+                    let path = dir.join(partition_file(&layout, topic, p));
+                    let recovered = FilePartition::open(&path)?;
+                    let partition = Arc::new(recovered.partition);
+                    writers.insert((topic, p), (partition.clone(), FileWriter::new(recovered.file, recovered.len)));
+                    PartitionStore::Durable(partition)
                 } else {
                     PartitionStore::Memory(Arc::new(MemoryPartition::new(MEMORY_RETENTION)))
                 };
                 partitions.insert((topic, p), store);
             }
         }
-        let durable: HashMap<(Topic, Partition), Arc<DurablePartition>> = partitions
-            .iter()
-            .filter_map(|(k, v)| match v {
-                PartitionStore::Durable(d) => Some((*k, d.clone())),
-                PartitionStore::Memory(_) => None,
-            })
-            .collect();
-        let appender = Appender::start(db.clone(), durable, signals.clone(), stats.clone())?;
-        Ok(EmbeddedLog { layout, path: dir.to_owned(), db, partitions, signals, appender, stats })
+        if stored.is_none() {
+            // The files exist before the meta that says the log does.
+            file::sync_dir(dir)?;
+            write_meta(dir, count)?;
+        }
+        let appender = Appender::start(writers, signals.clone(), stats.clone())?;
+        Ok(EmbeddedLog { layout, path: dir.to_owned(), partitions, signals, appender, stats, _lock: lock })
     }
 
     pub fn layout(&self) -> &TopicLayout {
@@ -212,7 +209,7 @@ impl EmbeddedLog {
 
     pub fn end_offset(&self, topic: Topic, partition: Partition) -> LogResult<Offset> {
         Ok(match self.partition(topic, partition)? {
-            PartitionStore::Durable(d) => Offset(d.end.load(Ordering::Acquire)),
+            PartitionStore::Durable(d) => Offset(d.durable_end()),
             PartitionStore::Memory(m) => m.end(),
         })
     }
@@ -239,17 +236,43 @@ impl EmbeddedLog {
     /// Stops the appender after the requests already sent, and flushes.
     pub async fn close(&self) -> LogResult<()> {
         self.appender.stop().await;
-        self.db.flush_async().await?;
         Ok(())
     }
 }
 
-pub(crate) fn offset_key(offset: u64) -> [u8; 8] {
-    offset.to_be_bytes()
+/// The file of a durable partition, in the log's directory.
+pub(crate) fn partition_file(layout: &TopicLayout, topic: Topic, partition: Partition) -> String {
+    format!("{}-{}.log", layout.names.name(topic), partition.0)
 }
 
-pub(crate) fn key_offset(key: &[u8]) -> Option<u64> {
-    key.try_into().ok().map(u64::from_be_bytes)
+/// Takes the log's lock file, or says which process has it.
+fn lock_dir(dir: &Path) -> LogResult<std::fs::File> {
+    let path = dir.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&path)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err(LogError::Other(format!("the log in {} is in use by another process (a running node?)", dir.display())))
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
+    }
+}
+
+/// The stored partition count, or `None` for a directory without a log of this format.
+fn read_meta(dir: &Path) -> LogResult<Option<u32>> {
+    let Some(text) = file::read_small(&dir.join(META_FILE))? else { return Ok(None) };
+    let corrupt = || LogError::Other(format!("{} is not a log description: {text:?}", dir.join(META_FILE).display()));
+    let mut lines = text.lines();
+    if lines.next() != Some(FORMAT) {
+        return Err(corrupt());
+    }
+    let count = lines.next().and_then(|l| l.strip_prefix("partitions ")).and_then(|n| n.parse().ok());
+    count.map(Some).ok_or_else(corrupt)
+}
+
+fn write_meta(dir: &Path, partitions: u32) -> LogResult<()> {
+    file::write_atomically(dir, META_FILE, format!("{FORMAT}\npartitions {partitions}\n").as_bytes())?;
+    Ok(())
 }
 
 #[cfg(test)]

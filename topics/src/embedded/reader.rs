@@ -1,12 +1,13 @@
 //! Reading the embedded log: durable partitions up to their durable end, memory
 //! partitions up to their end, fairly across partitions.
 
-use std::sync::atomic::Ordering;
+use std::fs::File;
 use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::{PartitionStore, codec, key_offset, offset_key};
+use super::PartitionStore;
+use super::file::Cursor;
 use crate::error::{LogError, LogResult};
 use crate::ids::{Offset, Partition};
 use crate::record::StoredRecord;
@@ -15,6 +16,9 @@ use crate::topic::Topic;
 pub struct Reader {
     topic: Topic,
     assigned: Vec<(Partition, Offset, PartitionStore)>,
+    /// Per assigned durable partition, once read: its file and this reader's place in
+    /// it (a sequential reader never looks at the index again).
+    files: Vec<Option<(File, Cursor)>>,
     signal: watch::Receiver<u64>,
     /// Where the next fair round starts.
     turn: usize,
@@ -26,7 +30,8 @@ impl Reader {
         assigned: Vec<(Partition, Offset, PartitionStore)>,
         signal: watch::Receiver<u64>,
     ) -> Reader {
-        Reader { topic, assigned, signal, turn: 0 }
+        let files = assigned.iter().map(|_| None).collect();
+        Reader { topic, assigned, files, signal, turn: 0 }
     }
 
     pub async fn poll(&mut self, max: usize, wait: Duration) -> LogResult<Vec<StoredRecord>> {
@@ -76,26 +81,46 @@ impl Reader {
         let partition = *partition;
         match store {
             PartitionStore::Durable(d) => {
-                let end = d.end.load(Ordering::Acquire);
+                let end = d.durable_end();
                 if next.0 >= end {
                     return Ok(());
                 }
-                for item in d.tree.range(offset_key(next.0)..offset_key(end)).take(cap) {
-                    let (k, v) = item?;
-                    let offset = key_offset(&k).ok_or_else(|| LogError::Corrupt {
-                        topic,
-                        partition,
-                        offset: *next,
-                        reason: "bad offset key".into(),
-                    })?;
-                    let record = codec::decode(&v).map_err(|reason| LogError::Corrupt {
-                        topic,
-                        partition,
-                        offset: Offset(offset),
-                        reason,
-                    })?;
-                    out.push(StoredRecord { partition, offset: Offset(offset), record });
-                    *next = Offset(offset + 1);
+                let corrupt = |offset: u64, reason: String| LogError::Corrupt {
+                    topic,
+                    partition,
+                    offset: Offset(offset),
+                    reason,
+                };
+                let slot = &mut self.files[idx];
+                if slot.is_none() {
+                    let file = File::open(&d.path)?;
+                    *slot = Some((file, d.cursor_near(next.0)));
+                }
+                let Some((file, cursor)) = slot else { return Ok(()) };
+                if cursor.offset > next.0 || next.0 - cursor.offset > super::file::STRIDE {
+                    // Sought elsewhere: start again from the index.
+                    *cursor = d.cursor_near(next.0);
+                }
+                while cursor.offset < next.0 {
+                    let at = cursor.offset;
+                    match cursor.frame(file, at, false) {
+                        Ok(Some(_)) => {}
+                        Ok(None) => return Err(corrupt(at, "a durable record is missing from the file".into())),
+                        Err(e) => return Err(corrupt(at, e.0)),
+                    }
+                }
+                let mut taken = 0;
+                while taken < cap && next.0 < end {
+                    let at = next.0;
+                    match cursor.frame(file, at, true) {
+                        Ok(Some(Some(record))) => {
+                            out.push(StoredRecord { partition, offset: Offset(at), record });
+                            *next = Offset(at + 1);
+                            taken += 1;
+                        }
+                        Ok(_) => return Err(corrupt(at, "a durable record is missing from the file".into())),
+                        Err(e) => return Err(corrupt(at, e.0)),
+                    }
                 }
             }
             PartitionStore::Memory(m) => {
