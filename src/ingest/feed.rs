@@ -170,3 +170,223 @@ fn csv_records(text: &str) -> Result<Vec<Vec<String>>, Unreadable> {
     }
     Ok(records)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `source_id`, `name` and `price` from `id`, `title` and `price`, a brand two levels
+    /// down, and a `color` attribute.
+    fn def() -> SourceDef {
+        let fields = [("source_id", "id"), ("name", "title"), ("price", "price"), ("brand", "meta.brand")];
+        SourceDef {
+            priority: 0,
+            fields: fields.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(),
+            attributes: [("color".to_owned(), "color".to_owned())].into(),
+            price_unit: Default::default(),
+            currency: Default::default(),
+            category_map: BTreeMap::new(),
+        }
+    }
+
+    fn row(source_id: &str, fields: &[(&str, &str)], attributes: &[(&str, &str)]) -> Mapped {
+        let text = |kv: &[(&str, &str)]| kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Ok(FeedRow { source_id: source_id.into(), fields: text(fields), attributes: text(attributes) })
+    }
+
+    fn read_ok(body: &str, format: Format) -> Vec<Mapped> {
+        read(body.as_bytes(), format, &def()).expect("a readable feed")
+    }
+
+    fn unreadable(body: &str, format: Format) -> String {
+        read(body.as_bytes(), format, &def()).expect_err("an unreadable feed").0
+    }
+
+    const SHAPE: &str = "a JSON feed is an array, or an object whose `products` is one";
+
+    #[test]
+    fn a_json_array_maps_each_row() {
+        let rows = read_ok(
+            r#"[{"id": 1, "title": "A", "price": 9.5, "meta": {"brand": "X"}, "color": "red"},
+                {"id": " b ", "title": "B", "price": "3", "meta": null, "extra": [1, 2]}]"#,
+            Format::Json,
+        );
+        assert_eq!(
+            rows,
+            vec![
+                row("1", &[("name", "A"), ("price", "9.5"), ("brand", "X")], &[("color", "red")]),
+                row("b", &[("name", "B"), ("price", "3")], &[]),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_json_object_is_read_for_its_products_alone() {
+        let rows = read_ok(
+            r#"{"total": 2, "meta": {"products": [{"id": "nested"}]}, "skip": [1, {"a": []}],
+                "products": [{"id": "a", "title": "A", "price": 1}, {"id": "b", "title": "B", "price": 2}],
+                "limit": 30, "more": {"products": "no"}}"#,
+            Format::Json,
+        );
+        assert_eq!(
+            rows,
+            vec![row("a", &[("name", "A"), ("price", "1")], &[]), row("b", &[("name", "B"), ("price", "2")], &[])]
+        );
+        // As with a parsed object, the last `products` is the one read.
+        let rows = read_ok(r#"{"products": [{"id": "a"}], "products": [{"id": "b"}]}"#, Format::Json);
+        assert_eq!(rows, vec![row("b", &[], &[])]);
+        assert_eq!(unreadable(r#"{"products": [{"id": "a"}], "products": 1}"#, Format::Json), SHAPE);
+    }
+
+    #[test]
+    fn json_elements_that_are_not_objects_are_rejected_rows() {
+        let rows = read_ok(r#"[1, "x", null, [], true, {"id": "a"}, {"title": "no id"}, {"id": "  "}]"#, Format::Json);
+        let not_object = || Err("row: not a JSON object".to_owned());
+        let missing = || Err("source_id: is missing".to_owned());
+        assert_eq!(
+            rows,
+            vec![
+                not_object(),
+                not_object(),
+                not_object(),
+                not_object(),
+                not_object(),
+                row("a", &[], &[]),
+                missing(),
+                missing()
+            ]
+        );
+    }
+
+    #[test]
+    fn a_json_feed_of_another_shape_or_broken_is_unreadable() {
+        for body in ["5", "-1.5", r#""x""#, "null", "true", "{}", r#"{"total": 1}"#, r#"{"products": {"id": 1}}"#] {
+            assert_eq!(unreadable(body, Format::Json), SHAPE, "{body}");
+        }
+        assert_eq!(
+            unreadable(r#"[{"id": 1},"#, Format::Json),
+            "the JSON feed is unreadable: EOF while parsing a value at line 1 column 11"
+        );
+        assert_eq!(
+            unreadable(r#"{"products": [], "x": tru}"#, Format::Json),
+            "the JSON feed is unreadable: expected ident at line 1 column 26"
+        );
+        assert_eq!(
+            unreadable("[] x", Format::Json),
+            "the JSON feed is unreadable: trailing characters at line 1 column 4"
+        );
+        assert_eq!(
+            unreadable("5 x", Format::Json),
+            "the JSON feed is unreadable: trailing characters at line 1 column 3"
+        );
+    }
+
+    #[test]
+    fn an_empty_body() {
+        assert_eq!(
+            unreadable("", Format::Json),
+            "the JSON feed is unreadable: EOF while parsing a value at line 1 column 0"
+        );
+        assert_eq!(unreadable("", Format::Csv), "the CSV feed has no header row");
+        assert_eq!(read_ok("", Format::Ndjson), vec![]);
+        assert_eq!(read_ok("[]", Format::Json), vec![]);
+        assert_eq!(read_ok(r#"{"products": []}"#, Format::Json), vec![]);
+        assert_eq!(read_ok("id,title,price\n", Format::Csv), vec![]);
+    }
+
+    #[test]
+    fn json_lines_are_read_one_by_one() {
+        let rows = read_ok("{\"id\": \"a\", \"title\": \"A\"}\n\n  \n[1]\n{\"id\": 2}\n{oops\n", Format::Ndjson);
+        assert_eq!(rows.len(), 4);
+        assert_eq!(rows[0], row("a", &[("name", "A")], &[]));
+        assert_eq!(rows[1], Err("row: not a JSON object".to_owned()));
+        assert_eq!(rows[2], row("2", &[], &[]));
+        assert!(matches!(&rows[3], Err(e) if e.starts_with("row: not a JSON object: ")), "{:?}", rows[3]);
+    }
+
+    #[test]
+    fn csv_quoted_cells_hold_commas_quotes_and_newlines() {
+        let rows = read_ok(
+            "id, title ,price,meta.brand,color\r\n\
+             1,\"Widget, large\",9.99,\"the \"\"best\"\"\",\"dark\nred\"\r\n\
+             \n\
+             2,Plain,1,,\n\
+             \"3\",\"\",2,B,x",
+            Format::Csv,
+        );
+        assert_eq!(
+            rows,
+            vec![
+                row(
+                    "1",
+                    &[("name", "Widget, large"), ("price", "9.99"), ("brand", "the \"best\"")],
+                    &[("color", "dark\nred")]
+                ),
+                row("2", &[("name", "Plain"), ("price", "1"), ("brand", "")], &[("color", "")]),
+                row("3", &[("name", ""), ("price", "2"), ("brand", "B")], &[("color", "x")]),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_ragged_csv_row_is_rejected_alone() {
+        let rows = read_ok("id,title,price\na,A,1\nb,B\nc,C,3,extra\nd,D,4\n", Format::Csv);
+        assert_eq!(
+            rows,
+            vec![
+                row("a", &[("name", "A"), ("price", "1")], &[]),
+                Err("row: has 2 cells, the header has 3".to_owned()),
+                Err("row: has 4 cells, the header has 3".to_owned()),
+                row("d", &[("name", "D"), ("price", "4")], &[]),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_broken_csv_is_unreadable() {
+        assert_eq!(
+            unreadable("id,title,price\na,A,1\n\"b\nb\",B,2\nc,C\"x,3\nd,D,4\n", Format::Csv),
+            "the CSV feed is unreadable: a stray quote on line 5"
+        );
+        assert_eq!(
+            unreadable("id,title,price\na,\"A,1\nb,B,2\n", Format::Csv),
+            "the CSV feed is unreadable: a quoted cell is never closed"
+        );
+        assert_eq!(unreadable("id,title\na,A\n", Format::Csv), "the CSV header has no column \"price\"");
+        // A broken quote anywhere in the feed is its reason, even when the header is short a column too.
+        assert_eq!(
+            unreadable("id,title\na,A\nb,B\"\n", Format::Csv),
+            "the CSV feed is unreadable: a stray quote on line 3"
+        );
+        assert_eq!(
+            unreadable("id,title\na,\"A\n", Format::Csv),
+            "the CSV feed is unreadable: a quoted cell is never closed"
+        );
+        assert_eq!(
+            read(b"id,title,price\n\xff,A,1\n", Format::Csv, &def()).expect_err("not UTF-8").0,
+            "the CSV feed is not UTF-8"
+        );
+    }
+
+    /// A large feed is read whole, row by row (the streaming itself is not observable
+    /// here; its outcome is).
+    #[test]
+    fn a_large_feed_is_read_to_its_last_row() {
+        const N: usize = 200_000;
+        let mut json = String::from("{\"total\": 200000, \"products\": [");
+        let mut csv = String::from("id,title,price\n");
+        for i in 0..N {
+            if i > 0 {
+                json.push(',');
+            }
+            json.push_str(&format!("{{\"id\": {i}, \"title\": \"P{i}\", \"price\": {i}.5}}"));
+            csv.push_str(&format!("{i},P{i},{i}.5\n"));
+        }
+        json.push_str("], \"limit\": 0}");
+        for rows in [read_ok(&json, Format::Json), read_ok(&csv, Format::Csv)] {
+            assert_eq!(rows.len(), N);
+            assert!(rows.iter().all(Result::is_ok));
+            assert_eq!(rows[N - 1], row("199999", &[("name", "P199999"), ("price", "199999.5")], &[]));
+        }
+    }
+}
