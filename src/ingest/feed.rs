@@ -3,7 +3,9 @@
 //! taken by the source's mapping (dot paths into JSON, CSV column names) as text.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 use stockroom_domain::ingest::FeedRow;
 
@@ -41,19 +43,12 @@ pub type Mapped = Result<FeedRow, String>;
 pub fn read(body: &[u8], format: Format, def: &SourceDef) -> Result<Vec<Mapped>, Unreadable> {
     match format {
         Format::Json => {
-            let value: Value =
-                serde_json::from_slice(body).map_err(|e| Unreadable(format!("the JSON feed is unreadable: {e}")))?;
-            let rows = match value {
-                Value::Array(rows) => rows,
-                Value::Object(mut o) => match o.remove("products") {
-                    Some(Value::Array(rows)) => rows,
-                    _ => {
-                        return Err(Unreadable("a JSON feed is an array, or an object whose `products` is one".into()));
-                    }
-                },
-                _ => return Err(Unreadable("a JSON feed is an array, or an object whose `products` is one".into())),
-            };
-            Ok(rows.iter().map(|r| map_json(r, def)).collect())
+            let mut de = serde_json::Deserializer::from_slice(body);
+            let rows = JsonFeed { def, top: true }
+                .deserialize(&mut de)
+                .and_then(|rows| de.end().map(|()| rows))
+                .map_err(|e| Unreadable(format!("the JSON feed is unreadable: {e}")))?;
+            rows.ok_or_else(|| Unreadable("a JSON feed is an array, or an object whose `products` is one".into()))
         }
         Format::Ndjson => {
             let text = std::str::from_utf8(body).map_err(|_| Unreadable("the feed is not UTF-8".into()))?;
@@ -89,6 +84,78 @@ pub fn read(body: &[u8], format: Format, def: &SourceDef) -> Result<Vec<Mapped>,
                 })
                 .collect())
         }
+    }
+}
+
+/// A JSON feed visited as it is parsed: the rows of its array (top level, or the
+/// last `products` of a top-level object) are each built as one small tree, mapped
+/// and dropped, so the whole document is never held as a tree next to its body.
+/// `None` when the document is not of a feed's shape.
+struct JsonFeed<'a> {
+    def: &'a SourceDef,
+    /// At the top level an object is looked into for `products`; inside it, not.
+    top: bool,
+}
+
+impl<'de> DeserializeSeed<'de> for JsonFeed<'_> {
+    type Value = Option<Vec<Mapped>>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for JsonFeed<'_> {
+    type Value = Option<Vec<Mapped>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON feed")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut rows = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(row) = seq.next_element::<Value>()? {
+            rows.push(map_json(&row, self.def));
+        }
+        Ok(Some(rows))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        // A repeated `products` replaces the earlier one, as it would in a parsed object.
+        let mut products = None;
+        while let Some(key) = map.next_key::<String>()? {
+            if self.top && key == "products" {
+                products = Some(map.next_value_seed(JsonFeed { def: self.def, top: false })?);
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(products.flatten())
+    }
+
+    // Any other value is not a feed: the caller says so in its own words.
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
     }
 }
 
