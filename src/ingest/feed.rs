@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::iter::Peekable;
+use std::str::Chars;
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
@@ -63,26 +65,33 @@ pub fn read(body: &[u8], format: Format, def: &SourceDef) -> Result<Vec<Mapped>,
         }
         Format::Csv => {
             let text = std::str::from_utf8(body).map_err(|_| Unreadable("the CSV feed is not UTF-8".into()))?;
-            let mut records = csv_records(text)?.into_iter();
-            let header = records.next().ok_or_else(|| Unreadable("the CSV feed has no header row".into()))?;
+            let mut records = CsvRecords::new(text);
+            let header = records.next().ok_or_else(|| Unreadable("the CSV feed has no header row".into()))??;
             let header: Vec<String> = header.iter().map(|h| h.trim().to_owned()).collect();
             let required = [def.fields.get("source_id"), def.fields.get("name"), def.fields.get("price")];
-            for column in required.into_iter().flatten() {
-                if !header.contains(column) {
-                    return Err(Unreadable(format!("the CSV header has no column {column:?}")));
+            if let Some(column) = required.into_iter().flatten().find(|c| !header.contains(c)) {
+                // A broken quote anywhere is still the reason given first, as when every
+                // record was read before the header was looked at.
+                if let Some(Err(broken)) = records.find(Result::is_err) {
+                    return Err(broken);
                 }
+                return Err(Unreadable(format!("the CSV header has no column {column:?}")));
             }
-            Ok(records
-                .filter(|r| !(r.len() == 1 && r[0].trim().is_empty()))
-                .map(|r| {
-                    if r.len() != header.len() {
-                        return Err(format!("row: has {} cells, the header has {}", r.len(), header.len()));
-                    }
-                    let cells: BTreeMap<&str, &str> =
-                        header.iter().map(String::as_str).zip(r.iter().map(String::as_str)).collect();
-                    map_with(def, |path| cells.get(path).map(|v| v.to_string()))
-                })
-                .collect())
+            let mut rows = Vec::new();
+            for r in records {
+                let r = r?;
+                if r.len() == 1 && r[0].trim().is_empty() {
+                    continue;
+                }
+                if r.len() != header.len() {
+                    rows.push(Err(format!("row: has {} cells, the header has {}", r.len(), header.len())));
+                    continue;
+                }
+                let cells: BTreeMap<&str, &str> =
+                    header.iter().map(String::as_str).zip(r.iter().map(String::as_str)).collect();
+                rows.push(map_with(def, |path| cells.get(path).map(|v| v.to_string())));
+            }
+            Ok(rows)
         }
     }
 }
@@ -191,51 +200,78 @@ fn map_with(def: &SourceDef, get: impl Fn(&str) -> Option<String>) -> Mapped {
     Ok(FeedRow { source_id, fields, attributes })
 }
 
-/// RFC 4180 records: quoted cells may hold commas, quotes (`""`) and newlines.
-fn csv_records(text: &str) -> Result<Vec<Vec<String>>, Unreadable> {
-    let mut records = Vec::new();
-    let mut record = Vec::new();
-    let mut cell = String::new();
-    let mut chars = text.chars().peekable();
-    let mut quoted = false;
-    let mut line = 1;
-    while let Some(c) = chars.next() {
-        if quoted {
-            match c {
-                '"' if chars.peek() == Some(&'"') => {
-                    chars.next();
-                    cell.push('"');
+/// RFC 4180 records, one at a time: quoted cells may hold commas, quotes (`""`) and
+/// newlines. Read as the rows are mapped, so a feed's records are never all held at once.
+struct CsvRecords<'a> {
+    chars: Peekable<Chars<'a>>,
+    line: usize,
+    /// After an error nothing more is read.
+    done: bool,
+}
+
+impl<'a> CsvRecords<'a> {
+    fn new(text: &'a str) -> Self {
+        CsvRecords { chars: text.chars().peekable(), line: 1, done: false }
+    }
+
+    fn record(&mut self) -> Option<Result<Vec<String>, Unreadable>> {
+        let mut record = Vec::new();
+        let mut cell = String::new();
+        let mut quoted = false;
+        while let Some(c) = self.chars.next() {
+            if quoted {
+                match c {
+                    '"' if self.chars.peek() == Some(&'"') => {
+                        self.chars.next();
+                        cell.push('"');
+                    }
+                    '"' => quoted = false,
+                    '\n' => {
+                        self.line += 1;
+                        cell.push(c)
+                    }
+                    _ => cell.push(c),
                 }
-                '"' => quoted = false,
+                continue;
+            }
+            match c {
+                '"' if cell.is_empty() => quoted = true,
+                '"' => {
+                    let line = self.line;
+                    return Some(Err(Unreadable(format!("the CSV feed is unreadable: a stray quote on line {line}"))));
+                }
+                ',' => record.push(std::mem::take(&mut cell)),
+                '\r' => {}
                 '\n' => {
-                    line += 1;
-                    cell.push(c)
+                    self.line += 1;
+                    record.push(cell);
+                    return Some(Ok(record));
                 }
                 _ => cell.push(c),
             }
-            continue;
         }
-        match c {
-            '"' if cell.is_empty() => quoted = true,
-            '"' => return Err(Unreadable(format!("the CSV feed is unreadable: a stray quote on line {line}"))),
-            ',' => record.push(std::mem::take(&mut cell)),
-            '\r' => {}
-            '\n' => {
-                line += 1;
-                record.push(std::mem::take(&mut cell));
-                records.push(std::mem::take(&mut record));
-            }
-            _ => cell.push(c),
+        if quoted {
+            return Some(Err(Unreadable("the CSV feed is unreadable: a quoted cell is never closed".into())));
         }
+        if !cell.is_empty() || !record.is_empty() {
+            record.push(cell);
+            return Some(Ok(record));
+        }
+        None
     }
-    if quoted {
-        return Err(Unreadable("the CSV feed is unreadable: a quoted cell is never closed".into()));
+}
+
+impl Iterator for CsvRecords<'_> {
+    type Item = Result<Vec<String>, Unreadable>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let record = self.record();
+        self.done = !matches!(record, Some(Ok(_)));
+        record
     }
-    if !cell.is_empty() || !record.is_empty() {
-        record.push(cell);
-        records.push(record);
-    }
-    Ok(records)
 }
 
 #[cfg(test)]
