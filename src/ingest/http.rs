@@ -28,7 +28,7 @@ pub struct IngestApi {
 }
 
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(put_source, list_sources, post_feed, get_run), components(schemas(SourceDef, RunReport)))]
+#[openapi(paths(put_source, list_sources, post_feed, rerun, get_run), components(schemas(SourceDef, RunReport)))]
 pub struct IngestApiDoc;
 
 pub fn router(api: IngestApi) -> Router {
@@ -37,6 +37,7 @@ pub fn router(api: IngestApi) -> Router {
         .route("/ingest/sources/{source}", put(put_source))
         .route("/ingest/runs/{run_id}", get(get_run))
         .route("/ingest/{source}", post(post_feed).layer(DefaultBodyLimit::max(api.max_feed_bytes)))
+        .route("/ingest/{source}/rerun", post(rerun))
         .with_state(api)
 }
 
@@ -124,9 +125,26 @@ async fn post_feed(
         .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "unreadable-feed", e.to_string()))?;
     drop(body);
     let run_id = api.ingest.submit(source, def, mode, rows, &api.tracker);
+    Ok(accepted(run_id))
+}
+
+/// A run over the raw rows the log keeps for the source (the last one of each source
+/// id), by the source's current definition: what a feed sent again would do, without
+/// sending it. Rows equal to products as they are count as unchanged.
+#[utoipa::path(post, path = "/ingest/{source}/rerun", tag = "ingestion", params(("source" = String, Path)),
+    responses((status = 202, description = "the run started; see Location"), (status = 404, body = Problem)))]
+async fn rerun(State(api): State<IngestApi>, Path(source): Path<String>) -> Result<Response, Problem> {
+    let def = api.ingest.source(&source).ok_or_else(|| Problem::not_found(format!("no source named {source:?}")))?;
+    let rows = api.ingest.kept_rows(&source).await.map_err(Problem::internal)?;
+    let run_id = api.ingest.submit(source, def, Mode::Delta, rows, &api.tracker);
+    Ok(accepted(run_id))
+}
+
+/// 202 with the run's id and its `Location`.
+fn accepted(run_id: String) -> Response {
     let location = format!("/ingest/runs/{run_id}");
-    Ok((StatusCode::ACCEPTED, [(header::LOCATION, location)], Json(serde_json::json!({ "run_id": run_id })))
-        .into_response())
+    (StatusCode::ACCEPTED, [(header::LOCATION, location)], Json(serde_json::json!({ "run_id": run_id })))
+        .into_response()
 }
 
 #[utoipa::path(get, path = "/ingest/runs/{run_id}", tag = "ingestion", params(("run_id" = String, Path)),

@@ -12,7 +12,7 @@ use stockroom_command::client::Submitted;
 use stockroom_command::protocol::{CommandRecord, Outcome, Target, digest};
 use stockroom_domain::ingest::clean::CleanRules;
 use stockroom_domain::ingest::merge::is_empty;
-use stockroom_domain::ingest::{CleanRow, FeedOrigin, clean_row, match_key, merge_patch};
+use stockroom_domain::ingest::{CleanRow, FeedOrigin, FeedRow, clean_row, match_key, merge_patch};
 use stockroom_domain::product::{NewProduct, Product, ProductCommand};
 use stockroom_domain::{CommandId, Rejection, Sku, Timestamp};
 use stockroom_topics::envelope::{self, Envelope};
@@ -223,6 +223,30 @@ impl Ingest {
 
     pub fn run(&self, id: &str) -> Option<RunReport> {
         lock(&self.inner.runs).get(id).cloned()
+    }
+
+    /// The last raw row the log keeps for each source id of `source`, in source-id
+    /// order: the feed of a re-run (`POST /ingest/{source}/rerun`), which cleans,
+    /// matches and merges them again by today's definition and rules.
+    pub async fn kept_rows(&self, source: &str) -> LogResult<Vec<Mapped>> {
+        #[derive(serde::Deserialize)]
+        struct Kept {
+            source: String,
+            row: FeedRow,
+        }
+        let mut latest: BTreeMap<String, FeedRow> = BTreeMap::new();
+        scan_sources(&self.inner.log, |env, payload| {
+            if env.event_type != ROW_TYPE {
+                return;
+            }
+            if let Ok(kept) = serde_json::from_slice::<Kept>(payload)
+                && kept.source == source
+            {
+                latest.insert(kept.row.source_id.clone(), kept.row);
+            }
+        })
+        .await?;
+        Ok(latest.into_values().map(Ok).collect())
     }
 
     /// Starts a run over `rows`; returns its id at once.
@@ -526,10 +550,8 @@ fn derived_sku(source: &str, source_id: &str) -> Sku {
         .unwrap_or_else(|_| Sku::parse(format!("SRC-{}", &digest(&[source_id.as_bytes()])[..16])).expect("hex sku"))
 }
 
-/// The source definitions, and the digest of the last raw row of each key.
-async fn read_sources_topic(log: &EventLog) -> LogResult<(BTreeMap<String, SourceDef>, HashMap<String, String>)> {
-    let mut defs = BTreeMap::new();
-    let mut kept = HashMap::new();
+/// Every record of the `sources` topic with its envelope, partition by partition.
+async fn scan_sources(log: &EventLog, mut each: impl FnMut(&Envelope, &[u8])) -> LogResult<()> {
     for p in 0..log.partitions(Topic::Sources) {
         let p = Partition(p);
         let end = log.end_offset(Topic::Sources, p).await?;
@@ -539,33 +561,42 @@ async fn read_sources_topic(log: &EventLog) -> LogResult<(BTreeMap<String, Sourc
             let batch = reader.poll(4096, Duration::from_millis(500)).await?;
             for r in &batch {
                 next = r.offset.0 + 1;
-                let Ok(env) = Envelope::from_headers(&r.record.headers) else { continue };
-                if env.event_type == ROW_TYPE {
-                    #[derive(serde::Deserialize)]
-                    struct Kept {
-                        digest: Option<String>,
-                    }
-                    if let (Some(key), Ok(Kept { digest: Some(d) })) =
-                        (env.subject.clone(), serde_json::from_slice::<Kept>(&r.record.payload))
-                    {
-                        kept.insert(key, d);
-                    }
-                    continue;
-                }
-                if env.event_type != DEFINITION_TYPE {
-                    continue;
-                }
-                #[derive(serde::Deserialize)]
-                struct Defined {
-                    name: String,
-                    definition: SourceDef,
-                }
-                if let Ok(d) = serde_json::from_slice::<Defined>(&r.record.payload) {
-                    defs.insert(d.name, d.definition);
+                if let Ok(env) = Envelope::from_headers(&r.record.headers) {
+                    each(&env, &r.record.payload);
                 }
             }
         }
     }
+    Ok(())
+}
+
+/// The source definitions, and the digest of the last raw row of each key.
+async fn read_sources_topic(log: &EventLog) -> LogResult<(BTreeMap<String, SourceDef>, HashMap<String, String>)> {
+    let mut defs = BTreeMap::new();
+    let mut kept = HashMap::new();
+    scan_sources(log, |env, payload| {
+        if env.event_type == ROW_TYPE {
+            #[derive(serde::Deserialize)]
+            struct Kept {
+                digest: Option<String>,
+            }
+            if let (Some(key), Ok(Kept { digest: Some(d) })) =
+                (env.subject.clone(), serde_json::from_slice::<Kept>(payload))
+            {
+                kept.insert(key, d);
+            }
+        } else if env.event_type == DEFINITION_TYPE {
+            #[derive(serde::Deserialize)]
+            struct Defined {
+                name: String,
+                definition: SourceDef,
+            }
+            if let Ok(d) = serde_json::from_slice::<Defined>(payload) {
+                defs.insert(d.name, d.definition);
+            }
+        }
+    })
+    .await?;
     Ok((defs, kept))
 }
 

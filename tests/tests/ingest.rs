@@ -26,6 +26,11 @@ fn fixture(name: &str) -> Vec<u8> {
 /// Sends a feed, expects 202 with a Location, and returns the finished run.
 async fn ingest(s: &Server, source: &str, mode: &str, body: Vec<u8>, content_type: &str) -> Value {
     let a = s.raw("POST", &format!("/ingest/{source}?mode={mode}"), body, Some(content_type)).await.expect(202);
+    finished(s, a).await
+}
+
+/// The run a 202 answer started, once it is done; its counts checked to add up.
+async fn finished(s: &Server, a: stockroom_tests::Answer) -> Value {
     let run_id = a.body["run_id"].as_str().expect("run_id").to_owned();
     assert_eq!(a.header("location"), Some(format!("/ingest/runs/{run_id}").as_str()));
     for _ in 0..1200 {
@@ -351,7 +356,42 @@ async fn repeats_across_concurrent_rows_create_one_product(backend: Backend) {
     s.stop().await;
 }
 
+/// A re-run takes the raw rows the log kept for a source through today's definition:
+/// a category mapping added after the feed changes the products it applies to, and
+/// nothing else; a second re-run changes nothing.
+async fn a_rerun_applies_todays_rules_to_the_kept_rows(backend: Backend) {
+    let dir = data_dir();
+    let s = Server::start_on(&backend, dir.path(), PATIENT).await;
+    let mut def = json!({"priority": 1, "fields":
+        {"source_id": "id", "name": "name", "price": "price", "category": "category"}});
+    s.request("PUT", "/ingest/sources/shop", Some(def.clone()), &[]).await.expect(201);
+    let feed = [("a", "Alpha phone", "Phones"), ("b", "Beta phone", "Phones"), ("c", "Gamma novel", "Books")]
+        .map(|(id, name, category)| json!({"id": id, "name": name, "price": "10.00", "category": category}).to_string())
+        .join("\n");
+    let run = ingest(&s, "shop", "delta", feed.into_bytes(), "application/x-ndjson").await;
+    assert_eq!(run["created"], 3, "{run}");
+    product_when(&s, "SHOP-A", |p| p["category"] == "phones").await;
+
+    def["category_map"] = json!({"Phones": "smartphones"});
+    s.request("PUT", "/ingest/sources/shop", Some(def), &[]).await.expect(200);
+    let rerun = s.raw("POST", "/ingest/shop/rerun", Vec::new(), None).await.expect(202);
+    let run = finished(&s, rerun).await;
+    let n = |run: &Value, k: &str| run[k].as_u64().unwrap();
+    assert_eq!([n(&run, "read"), n(&run, "updated"), n(&run, "unchanged"), n(&run, "created")], [3, 2, 1, 0], "{run}");
+    for sku in ["SHOP-A", "SHOP-B"] {
+        product_when(&s, sku, |p| p["category"] == "smartphones").await;
+    }
+    assert_eq!(product_when(&s, "SHOP-C", |_| true).await["category"], "books");
+
+    let again = s.raw("POST", "/ingest/shop/rerun", Vec::new(), None).await.expect(202);
+    let run = finished(&s, again).await;
+    assert_eq!([n(&run, "read"), n(&run, "unchanged")], [3, 3], "{run}");
+    s.raw("POST", "/ingest/nosuch/rerun", Vec::new(), None).await.expect_problem(404, "not-found");
+    s.stop().await;
+}
+
 stockroom_tests::on_both_backends!(
+    a_rerun_applies_todays_rules_to_the_kept_rows,
     feeds_are_cleaned_matched_merged_and_written,
     a_run_killed_mid_feed_resumes_by_sending_it_again,
     repeats_across_concurrent_rows_create_one_product
