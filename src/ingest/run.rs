@@ -28,15 +28,19 @@ use super::view::{self, MatchView};
 
 const DEFINITION_TYPE: &str = "stockroom.ingest.source-defined";
 const ROW_TYPE: &str = "stockroom.ingest.row-received";
+const RUN_TYPE: &str = "stockroom.ingest.run-reported";
+/// A run's report is kept in the log with at most this many of its rejections (the
+/// counts are whole): a report is one record.
+const KEPT_REJECTIONS: usize = 1000;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     Delta,
     Snapshot,
 }
 
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct RowRejection {
     /// 1-based position of the row in the feed.
     pub row: usize,
@@ -44,14 +48,16 @@ pub struct RowRejection {
     pub reason: String,
 }
 
-/// `GET /ingest/runs/{run_id}`
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+/// `GET /ingest/runs/{run_id}`. Kept in the log (the `sources` topic, `run/{run_id}`)
+/// when the run starts and when it ends, so a node still answers for it after a
+/// restart.
+#[derive(Clone, Debug, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct RunReport {
     pub run_id: String,
     pub source: String,
     pub mode: Mode,
     /// `running`, `done` or `failed`
-    pub state: &'static str,
+    pub state: String,
     /// Rows in the feed.
     pub total: usize,
     pub read: usize,
@@ -65,6 +71,9 @@ pub struct RunReport {
     pub rejections: Vec<RowRejection>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Read back from the log at start, not run by this node since: not in `/metrics`.
+    #[serde(skip)]
+    restored: bool,
 }
 
 #[derive(Clone)]
@@ -168,7 +177,7 @@ impl Ingest {
         tracker: &TaskTracker,
         cancel: CancellationToken,
     ) -> LogResult<Ingest> {
-        let (sources, kept) = read_sources_topic(&log).await?;
+        let (sources, kept, runs) = read_sources_topic(&log).await?;
         let view = Arc::new(Mutex::new(MatchView::default()));
         let (tx, folded) = watch::channel(0);
         let following = (log.clone(), view.clone());
@@ -185,7 +194,7 @@ impl Ingest {
                 sources: Mutex::new(sources),
                 view,
                 folded,
-                runs: Mutex::new(HashMap::new()),
+                runs: Mutex::new(runs),
                 kept: Mutex::new(kept),
                 running: tokio::sync::Mutex::new(()),
             }),
@@ -213,7 +222,7 @@ impl Ingest {
     pub fn totals(&self) -> ([(&'static str, u64); 6], u64) {
         let runs = lock(&self.inner.runs);
         let mut t = [("read", 0), ("created", 0), ("updated", 0), ("unchanged", 0), ("rejected", 0), ("warnings", 0)];
-        for r in runs.values() {
+        for r in runs.values().filter(|r| !r.restored) {
             for (i, n) in [r.read, r.created, r.updated, r.unchanged, r.rejected, r.warnings].into_iter().enumerate() {
                 t[i].1 += n as u64;
             }
@@ -263,7 +272,7 @@ impl Ingest {
             run_id: run_id.clone(),
             source: source.clone(),
             mode,
-            state: "running",
+            state: "running".into(),
             total: rows.len(),
             read: 0,
             created: 0,
@@ -274,22 +283,39 @@ impl Ingest {
             discontinued: 0,
             rejections: Vec::new(),
             error: None,
+            restored: false,
         };
         lock(&self.inner.runs).insert(run_id.clone(), report);
         let this = self.clone();
         let id = run_id.clone();
         tracker.spawn(async move {
             let _one = this.inner.running.lock().await;
+            this.keep_report(&id).await;
             let result = this.execute(&id, &source, &def, mode, rows).await;
             this.update(&id, |r| match result {
-                Ok(()) => r.state = "done",
+                Ok(()) => r.state = "done".into(),
                 Err(e) => {
-                    r.state = "failed";
+                    r.state = "failed".into();
                     r.error = Some(e);
                 }
             });
+            this.keep_report(&id).await;
         });
         run_id
+    }
+
+    /// Appends the run's report as it stands to the log. A report that cannot be kept
+    /// costs only its survival across a restart: logged, not fatal to the run.
+    async fn keep_report(&self, id: &str) {
+        let Some(mut report) = self.run(id) else { return };
+        report.rejections.truncate(KEPT_REJECTIONS);
+        let kept = match serde_json::to_vec(&report) {
+            Ok(payload) => self.append(RUN_TYPE, &format!("run/{id}"), payload).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = kept {
+            warn!(run = id, error = %e, "the run's report was not kept in the log; a restart forgets it");
+        }
     }
 
     fn update(&self, id: &str, f: impl FnOnce(&mut RunReport)) {
@@ -570,11 +596,24 @@ async fn scan_sources(log: &EventLog, mut each: impl FnMut(&Envelope, &[u8])) ->
     Ok(())
 }
 
-/// The source definitions, and the digest of the last raw row of each key.
-async fn read_sources_topic(log: &EventLog) -> LogResult<(BTreeMap<String, SourceDef>, HashMap<String, String>)> {
+/// What `sources` holds besides the raw rows: the definitions, the digest of the last
+/// raw row of each key, and the runs' reports.
+type SourcesTopic = (BTreeMap<String, SourceDef>, HashMap<String, String>, HashMap<String, RunReport>);
+
+/// Reads [`SourcesTopic`] from the log. A run whose last report says `running` was cut
+/// by a stop of its node: it is reported failed.
+async fn read_sources_topic(log: &EventLog) -> LogResult<SourcesTopic> {
     let mut defs = BTreeMap::new();
     let mut kept = HashMap::new();
+    let mut runs = HashMap::new();
     scan_sources(log, |env, payload| {
+        if env.event_type == RUN_TYPE {
+            if let Ok(mut report) = serde_json::from_slice::<RunReport>(payload) {
+                report.restored = true;
+                runs.insert(report.run_id.clone(), report);
+            }
+            return;
+        }
         if env.event_type == ROW_TYPE {
             #[derive(serde::Deserialize)]
             struct Kept {
@@ -597,7 +636,12 @@ async fn read_sources_topic(log: &EventLog) -> LogResult<(BTreeMap<String, Sourc
         }
     })
     .await?;
-    Ok((defs, kept))
+    for report in runs.values_mut().filter(|r| r.state == "running") {
+        report.state = "failed".into();
+        report.error =
+            Some("the node stopped during the run; send the feed again (what was written is not written twice)".into());
+    }
+    Ok((defs, kept, runs))
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

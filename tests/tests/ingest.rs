@@ -294,6 +294,10 @@ async fn a_run_killed_mid_feed_resumes_by_sending_it_again(backend: Backend) {
     let s = Server::start_on(&backend, dir.path(), PATIENT).await;
     let listed = s.get("/ingest/sources").await.expect(200).body;
     assert_eq!(listed["sources"][0]["name"], "bulk", "definitions are kept in the log");
+    // The cut run is still known after the restart, and says what happened to it.
+    let cut = s.get(&run).await.expect(200).body;
+    assert_eq!(cut["state"], "failed", "{cut}");
+    assert!(cut["error"].as_str().unwrap().contains("send the feed again"), "{cut}");
     let run = ingest(&s, "bulk", "delta", feed.into_bytes(), "text/csv").await;
     let n = |k: &str| run[k].as_u64().unwrap();
     assert_eq!(n("read"), ROWS as u64);
@@ -387,6 +391,12 @@ async fn a_rerun_applies_todays_rules_to_the_kept_rows(backend: Backend) {
     let run = finished(&s, again).await;
     assert_eq!([n(&run, "read"), n(&run, "unchanged")], [3, 3], "{run}");
     s.raw("POST", "/ingest/nosuch/rerun", Vec::new(), None).await.expect_problem(404, "not-found");
+    s.stop().await;
+
+    // Runs are kept in the log: after a restart the node still reports them whole.
+    let s = Server::start_on(&backend, dir.path(), PATIENT).await;
+    let kept = s.get(&format!("/ingest/runs/{}", run["run_id"].as_str().unwrap())).await.expect(200).body;
+    assert_eq!(kept, run);
     s.stop().await;
 }
 
