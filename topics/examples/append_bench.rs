@@ -46,6 +46,15 @@ async fn run(appenders: u32, batch: u64, duration: Duration) -> f64 {
         "appenders {appenders:>3}  batch {batch:>5}  {rate:>12.0} records/s  ({flushes} flushes, {:.1} records/flush)",
         total as f64 / flushes.max(1) as f64
     );
+    // Opening checks every frame of every file: what a restart costs for this log.
+    log.close().await.expect("close");
+    drop(log);
+    let bytes: u64 =
+        std::fs::read_dir(dir.path()).expect("log dir").filter_map(|e| e.ok()?.metadata().ok()).map(|m| m.len()).sum();
+    let opened = Instant::now();
+    let reopened = EmbeddedLog::open(dir.path(), TopicNames::default(), None).expect("reopen log");
+    println!("  reopened {total} records ({:.0} MB) in {:.2} s", bytes as f64 / 1e6, opened.elapsed().as_secs_f64());
+    drop(reopened);
     rate
 }
 
