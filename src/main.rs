@@ -16,6 +16,13 @@ mod views;
 
 use clap::Parser;
 
+/// mimalloc instead of glibc's malloc: malloc and free were about 35% of the node's
+/// CPU samples during ingestion and a large share on the write path (BENCHMARKS.md,
+/// "Catalog ingestion"), from the many small allocations of HTTP, JSON, events and
+/// records on many threads.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     cli::init_tracing(&cli.log);
