@@ -79,8 +79,8 @@ pub enum Command {
     /// background (the old view serves until the new one has caught up and is swapped
     /// in), and show their progress until each is done.
     Replay(ReplayArgs),
-    /// Send a catalog feed to a node (POST /ingest/{source}), show the run's progress,
-    /// and print the finished run as JSON on the last line. Exits 0 when the run is
+    /// Send a catalog feed to a node (POST /ingest/{source}) — or, with `--rerun`, run
+    /// the pipeline again over the source's kept rows —, show the run's progress, and print the finished run as JSON on the last line. Exits 0 when the run is
     /// done (rejected rows do not fail it), non-zero when it failed.
     Ingest(IngestArgs),
     /// Run a connector as its own node on Kafka: `connect postgres-outbox` reads a
@@ -143,7 +143,12 @@ pub struct IngestArgs {
     #[arg(long)]
     pub source: String,
     /// The feed: a JSON array, JSON lines or CSV with a header row.
-    pub file: PathBuf,
+    #[arg(required_unless_present = "rerun")]
+    pub file: Option<PathBuf>,
+    /// Instead of a feed: run the pipeline again over the raw rows the log keeps for the
+    /// source, by its current definition (POST /ingest/{source}/rerun).
+    #[arg(long, conflicts_with_all = ["file", "mode", "format"])]
+    pub rerun: bool,
     /// `delta`, or `snapshot` (what this source alone listed and no longer lists is discontinued).
     #[arg(long, default_value = "delta", value_parser = ["delta", "snapshot"])]
     pub mode: String,

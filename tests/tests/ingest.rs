@@ -387,8 +387,14 @@ async fn a_rerun_applies_todays_rules_to_the_kept_rows(backend: Backend) {
     }
     assert_eq!(product_when(&s, "SHOP-C", |_| true).await["category"], "books");
 
-    let again = s.raw("POST", "/ingest/shop/rerun", Vec::new(), None).await.expect(202);
-    let run = finished(&s, again).await;
+    // Again, from the command line (`stockroom ingest --rerun`): nothing changes now.
+    let out = std::process::Command::new(stockroom_tests::binary())
+        .args(["ingest", "--source", "shop", "--rerun", "--url", &s.url("")])
+        .output()
+        .expect("run stockroom ingest --rerun");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let run: Value = serde_json::from_str(stdout.lines().last().expect("a last line")).expect("the run as JSON");
     assert_eq!([n(&run, "read"), n(&run, "unchanged")], [3, 3], "{run}");
     s.raw("POST", "/ingest/nosuch/rerun", Vec::new(), None).await.expect_problem(404, "not-found");
     s.stop().await;
