@@ -187,14 +187,13 @@ impl Writer {
         for (key, _) in &ends {
             let Some((_, writer)) = self.writers.get_mut(key) else { continue };
             let asked = match writer.write() {
-                Ok(_) => sync_thread(&mut self.syncers, *key, writer.file(), &self.shared).send(self.seq).is_ok(),
-                Err(e) => {
-                    self.shared.fail(format!("cannot write {key:?}: {e}"));
-                    false
-                }
+                Ok(_) => sync_thread(&mut self.syncers, *key, writer.file(), &self.shared)
+                    .send(self.seq)
+                    .map_err(|_| format!("the sync thread of {key:?} is gone")),
+                Err(e) => Err(format!("cannot write {key:?}: {e}")),
             };
-            if !asked {
-                self.shared.fail(format!("the sync thread of {key:?} is gone"));
+            if let Err(why) = asked {
+                self.shared.fail(why);
             }
         }
         Written { seq: self.seq, ends, replies, records }

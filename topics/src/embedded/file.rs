@@ -123,7 +123,8 @@ impl FilePartition {
                 kept_records = next,
                 cut_bytes = size - len,
                 reason = %why,
-                "the log ends in a torn or damaged frame; cutting it (it was never acknowledged)"
+                "the log ends in a torn or damaged frame; cutting it there (after a crash mid-write: \
+                 records never acknowledged; otherwise the disk damaged the file)"
             );
             file.set_len(len)?;
             file.sync_all()?;

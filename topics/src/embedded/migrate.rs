@@ -36,6 +36,29 @@ pub(crate) fn from_sled(dir: &Path, names: &TopicNames) -> LogResult<u32> {
         .and_then(|v| v.as_ref().try_into().ok().map(u32::from_be_bytes))
         .ok_or_else(|| LogError::Other(format!("the sled log in {} has no partition count", dir.display())))?;
     let layout = TopicLayout { names: names.clone(), partitions: count };
+    // Every tree that holds records must be one this copy takes: a log written under
+    // another topic prefix would otherwise be left out, and then deleted with sled's
+    // files.
+    let ours: Vec<String> = Topic::ALL
+        .into_iter()
+        .filter(|t| t.is_durable_embedded())
+        .flat_map(|t| (0..layout.partitions(t)).map(move |p| (t, p)))
+        .map(|(t, p)| format!("{}/{p}", layout.names.name(t)))
+        .collect();
+    for name in db.tree_names() {
+        let name = String::from_utf8_lossy(&name).into_owned();
+        if name == META_TREE || name == "__sled__default" || ours.contains(&name) {
+            continue;
+        }
+        if !db.open_tree(&name)?.is_empty() {
+            return Err(LogError::Other(format!(
+                "the sled log in {} holds records under {name:?}, which is not a partition of the topics {:?}; \
+                 open it with the topic prefix it was written with (--topic-prefix) so that it can be converted",
+                dir.display(),
+                layout.names.name(Topic::Events),
+            )));
+        }
+    }
     let mut copied = 0u64;
     for topic in Topic::ALL.into_iter().filter(|t| t.is_durable_embedded()) {
         for p in 0..layout.partitions(topic) {

@@ -122,11 +122,14 @@ impl EmbeddedLog {
         std::fs::create_dir_all(dir)?;
         let lock = lock_dir(dir)?;
         let mut stored = read_meta(dir)?;
-        if stored.is_none() && migrate::has_sled_log(dir) {
-            let count = migrate::from_sled(dir, &names)?;
-            write_meta(dir, count)?;
+        if migrate::has_sled_log(dir) {
+            // With a meta file, the copy is done and only the removal was cut short.
+            if stored.is_none() {
+                let count = migrate::from_sled(dir, &names)?;
+                write_meta(dir, count)?;
+                stored = Some(count);
+            }
             migrate::remove_sled_files(dir)?;
-            stored = Some(count);
         }
         let count = match (stored, partitions) {
             (Some(s), Some(r)) if s != r => {
@@ -163,9 +166,11 @@ impl EmbeddedLog {
                 partitions.insert((topic, p), store);
             }
         }
+        // Files created just now (a new log, or a topic new to this version) are in the
+        // directory for good before anything is appended to them — and, for a new log,
+        // before the meta file that says the log exists.
+        file::sync_dir(dir)?;
         if stored.is_none() {
-            // The files exist before the meta that says the log does.
-            file::sync_dir(dir)?;
             write_meta(dir, count)?;
         }
         let appender = Appender::start(writers, signals.clone(), stats.clone())?;

@@ -288,3 +288,25 @@ async fn one_process_at_a_time() {
     drop(log);
     open(dir.path(), None);
 }
+
+#[tokio::test]
+async fn a_sled_log_under_another_prefix_is_refused_and_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = sled::open(dir.path()).unwrap();
+        db.open_tree("__stockroom_meta").unwrap().insert("partitions", &1u32.to_be_bytes()).unwrap();
+        let other = TopicNames::new("other");
+        let tree = db.open_tree(format!("{}/0", other.name(Topic::Events))).unwrap();
+        tree.insert(0u64.to_be_bytes(), codec::encode(&record(0))).unwrap();
+        db.flush().unwrap();
+    }
+    match EmbeddedLog::open(dir.path(), TopicNames::default(), None) {
+        Err(e) => assert!(e.to_string().contains("--topic-prefix"), "{e}"),
+        Ok(_) => panic!("a sled log of another prefix must not be converted into an empty one"),
+    }
+    assert!(dir.path().join("db").exists(), "sled's files are kept");
+    assert!(!dir.path().join(META_FILE).exists());
+    // With its own prefix it converts.
+    let log = EmbeddedLog::open(dir.path(), TopicNames::new("other"), None).unwrap();
+    assert_eq!(log.end_offset(Topic::Events, Partition(0)).unwrap(), Offset(1));
+}
