@@ -68,6 +68,8 @@ pub struct RunReport {
     pub warnings: usize,
     /// Products discontinued by a snapshot (not rows; not part of `read`).
     pub discontinued: usize,
+    /// The rejected rows, by row; a report read back after a restart has at most the
+    /// first 1,000 (`rejected` still counts them all).
     pub rejections: Vec<RowRejection>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -289,8 +291,10 @@ impl Ingest {
         let this = self.clone();
         let id = run_id.clone();
         tracker.spawn(async move {
-            let _one = this.inner.running.lock().await;
+            // Kept before waiting for a run ahead of it, so a run still queued when its
+            // node stops is not forgotten either.
             this.keep_report(&id).await;
+            let _one = this.inner.running.lock().await;
             let result = this.execute(&id, &source, &def, mode, rows).await;
             this.update(&id, |r| match result {
                 Ok(()) => r.state = "done".into(),
